@@ -46,6 +46,14 @@ CREATE TRIGGER IF NOT EXISTS events_append_only_delete BEFORE DELETE ON events
     BEGIN SELECT RAISE(ABORT, 'the journal event log is append-only'); END;
 """
 
+UPSERT_STEP = """
+INSERT INTO steps (step_id, state, attempts, started_at, finished_at, duration, message, stats, run_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(step_id) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,
+    started_at = excluded.started_at, finished_at = excluded.finished_at, duration = excluded.duration,
+    message = excluded.message, stats = excluded.stats, run_id = excluded.run_id
+"""
+
 
 class JournalError(Exception):
     """The journal cannot be used (corrupt, locked, not a journal)."""
@@ -248,15 +256,8 @@ class Journal:
                 started = at
             finished = at if state in ("succeeded", "failed", "interrupted", "rolled-back") else None
             duration = (at - started).total_seconds() if finished and started else None
-            conn.execute(
-                "INSERT INTO steps (step_id, state, attempts, started_at, finished_at, duration, message, stats, run_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(step_id) DO UPDATE SET state = excluded.state, "
-                "attempts = excluded.attempts, started_at = excluded.started_at, finished_at = excluded.finished_at,"
-                " duration = excluded.duration, message = excluded.message, stats = excluded.stats, "
-                "run_id = excluded.run_id",
-                (step_id, state, attempts, _ts(started), _ts(finished), duration, message,
-                 json.dumps(stats, sort_keys=True) if stats is not None else None, run_id),
-            )
+            conn.execute(UPSERT_STEP, (step_id, state, attempts, _ts(started), _ts(finished), duration, message,
+                                       json.dumps(stats, sort_keys=True) if stats is not None else None, run_id))
             data: dict[str, Any] = {"state": state}
             if message:
                 data["message"] = message

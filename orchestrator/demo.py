@@ -1,0 +1,83 @@
+"""`fjmig demo`: the main job on the built-in lab, end to end.
+
+Lab up from the plans, approve every gated cutover (as operator `demo`), run every step, print
+the status and write the report, then lab down (even after a failure or Ctrl-C) unless --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from .cli.common import UserError, console
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from .cli.run_cmds import _exit_status, _load_valid_plans, _print_summary, cmd_status, execute
+    from .executor import RunOptions
+    from .graph import build_graph
+    from .inventory import load_inventory
+    from .journal import Journal
+    from .lab import lab_down, lab_up
+
+    out = console()
+    plans = _load_valid_plans(args.plans)
+    state: Path = args.state_dir
+    lab_dir, journal_path = state / "lab", state / "journal.db"
+    for stale in (journal_path, journal_path.with_name("journal.db-wal"), journal_path.with_name("journal.db-shm"),
+                  state / "logs", state / "jobs"):
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        elif stale.exists():
+            stale.unlink()
+    state.mkdir(parents=True, exist_ok=True)
+
+    started = time.monotonic()
+    out.print(f"lab up: {len(plans.departments)} departments from {args.plans} ...", markup=False)
+    lab_kwargs: dict[str, Any] = {}
+    if args.scale is not None:
+        lab_kwargs["scale_mb_per_gb"] = args.scale
+    lab_up(plans, lab_dir, **lab_kwargs)
+    try:
+        out.print(f"lab up in {time.monotonic() - started:.1f} s; state in {lab_dir}", markup=False)
+        graph = build_graph(plans)
+        with Journal.open(journal_path) as journal:
+            for step in graph.steps.values():
+                if step.approval:
+                    journal.approve(step.id, "demo")
+        inventory = load_inventory(lab_dir / "inventory.yml", [lab_dir / "outputs.json"])
+        options = RunOptions(parallel=args.parallel, operator="demo", log_dir=state / "logs", work_dir=state / "jobs")
+        summary = execute(plans, inventory, journal_path, options, args.format)
+        if args.format == "text":
+            _print_summary(summary)
+            cmd_status(argparse.Namespace(plans=args.plans, journal=journal_path, format="text"))
+        report = _write_report(args.plans, journal_path, state)
+        if report:
+            out.print(f"report: {report}", markup=False)
+        out.print(f"journal: {journal_path} (fjmig status --journal {journal_path}); "
+                  f"took {time.monotonic() - started:.0f} s", markup=False)
+        return _exit_status(summary)
+    finally:
+        if args.keep:
+            out.print(f"lab kept: fjmig lab status --state-dir {lab_dir}; fjmig lab down --state-dir {lab_dir}",
+                      markup=False)
+        else:
+            try:
+                lab_down(lab_dir)
+                out.print("lab down", markup=False)
+            except Exception as exc:  # never hide the run's own outcome behind a cleanup error
+                raise UserError(f"lab down failed: {exc}; run 'fjmig lab down --state-dir {lab_dir}'") from exc
+
+
+def _write_report(plans_dir: str, journal_path: Path, state: Path) -> Path | None:
+    """The compliance report after the run (HTML), if the report module is available."""
+    try:
+        from .report import write_report  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    target = state / "report.html"
+    write_report(plans_dir, journal_path, target)
+    return target

@@ -1,0 +1,160 @@
+"""Running one job through ansible-runner, safely (see the pitfalls in DESIGN.md).
+
+- A fresh private data dir per job (runner reuses `env/*` files and fixed inventory names).
+- ANSIBLE_HOST_KEY_CHECKING=True always: runner would otherwise accept unknown keys.
+- `env/settings` is written as a file (runner drops `settings=` without it).
+- The job dir holds runner's `command` artifact (the full environment) and the extra vars:
+  it is deleted after the job; only the playbook's stdout is kept as the step's log.
+- Cancel kills the local process group; SSH ControlPersist masters are closed explicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .jobs import Job
+
+PLAYBOOKS_DIR = Path(__file__).resolve().parent.parent / "playbooks"
+
+
+@dataclass
+class JobResult:
+    status: str
+    """successful | failed | unreachable | canceled"""
+    rc: int
+    message: str | None
+    stats: dict[str, Any]
+    changed: int = 0
+    unreachable_hosts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunnerConfig:
+    inventory: Path
+    playbooks_dir: Path = PLAYBOOKS_DIR
+    work_dir: Path = Path(".fjmig/jobs")
+    log_dir: Path | None = None
+    check: bool = False
+    verbosity: int = 0
+    extra_env: dict[str, str] = field(default_factory=dict)
+    control_dir: Path | None = None
+    """Shared by a run's jobs so SSH connections persist between steps; closed at the end."""
+
+
+def _envvars(control_dir: Path, config: RunnerConfig) -> dict[str, str]:
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if venv_bin not in path.split(os.pathsep):
+        path = f"{venv_bin}{os.pathsep}{path}"
+    env = {
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_NOCOLOR": "True",
+        "ANSIBLE_FORCE_COLOR": "False",
+        "PATH": path,
+    }
+    env.update(config.extra_env)
+    return env
+
+
+def new_control_dir() -> Path:
+    """A short private directory for ControlPath sockets (unix socket paths are ~104 bytes)."""
+    return Path(tempfile.mkdtemp(prefix="fjcp-", dir="/tmp"))
+
+
+def close_control_masters(control_dir: Path) -> None:
+    """Ask every SSH ControlPersist master of a job to exit (they outlive a cancelled job)."""
+    if not control_dir.is_dir():
+        return
+    for socket_path in control_dir.iterdir():
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(["ssh", "-o", f"ControlPath={socket_path}", "-O", "exit", "fjmig-control"],
+                           capture_output=True, timeout=10, check=False)
+
+
+def run_job(job: Job, config: RunnerConfig, cancel: threading.Event) -> JobResult:
+    """Run one playbook job; never raises for a playbook failure."""
+    import ansible_runner
+
+    config.work_dir.mkdir(parents=True, exist_ok=True)
+    job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=config.work_dir))
+    own_control_dir = config.control_dir is None
+    control_dir = config.control_dir or new_control_dir()
+    os.chmod(job_dir, 0o700)
+    (job_dir / "env").mkdir()
+    (job_dir / "env" / "settings").write_text(json.dumps({
+        "pexpect_timeout": 1,
+        "suppress_ansible_output": True,
+    }))
+    failure: dict[str, str] = {}
+    unreachable: list[str] = []
+
+    def on_event(event: dict[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data", {})
+        if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
+            res = data.get("res", {}) or {}
+            host = data.get("host", "?")
+            msg = res.get("msg") or res.get("stderr") or res.get("reason") or "failed"
+            if kind == "runner_on_unreachable":
+                unreachable.append(host)
+                failure.setdefault("message", f"host {host} unreachable: {str(msg).strip()[:400]}")
+            else:
+                stderr = str(res.get("stderr") or "").strip()
+                detail = f"{msg}" + (f": {stderr[-300:]}" if stderr and stderr not in str(msg) else "")
+                failure.setdefault("message", f"{data.get('task', 'task')} on {host}: {detail.strip()[:600]}")
+        return True
+
+    try:
+        result = ansible_runner.run(
+            private_data_dir=str(job_dir),
+            project_dir=str(config.playbooks_dir),
+            playbook=job.playbook,
+            inventory=str(config.inventory.resolve()),
+            extravars=job.extravars,
+            envvars=_envvars(control_dir, config),
+            cmdline="--check" if config.check else None,
+            quiet=True,
+            verbosity=config.verbosity or None,
+            cancel_callback=cancel.is_set,
+            event_handler=on_event,
+            ident="job",
+        )
+        stats = result.stats or {}
+        status = result.status
+        rc = int(result.rc if result.rc is not None else -1)
+        if config.log_dir is not None:
+            config.log_dir.mkdir(parents=True, exist_ok=True)
+            stdout = job_dir / "artifacts" / "job" / "stdout"
+            if stdout.exists():
+                shutil.copyfile(stdout, config.log_dir / (job.step_id.replace("/", "__").replace(":", "--") + ".log"))
+    except Exception as exc:  # ansible-runner itself broke: report, do not crash the run
+        return JobResult("failed", -1, f"ansible-runner failed: {exc}", {})
+    finally:
+        if cancel.is_set() or own_control_dir:
+            close_control_masters(control_dir)
+        if own_control_dir:
+            shutil.rmtree(control_dir, ignore_errors=True)
+        shutil.rmtree(job_dir, ignore_errors=True)
+    changed = sum((stats.get("changed") or {}).values())
+    if status == "canceled":
+        return JobResult("canceled", rc, "interrupted", stats, changed)
+    if status == "successful" and rc == 0:
+        return JobResult("successful", rc, None, stats, changed)
+    if unreachable or (stats.get("dark") or {}):
+        hosts = sorted(set(unreachable) | set(stats.get("dark") or {}))
+        return JobResult("unreachable", rc, failure.get("message") or f"unreachable: {', '.join(hosts)}", stats,
+                         changed, hosts)
+    return JobResult("failed", rc, failure.get("message") or f"ansible-playbook exited {rc} ({status})", stats,
+                     changed)
