@@ -231,10 +231,11 @@ def _schedule_lines(diff: PlanDiff) -> list[str]:
         missing = diff.base if before is None else diff.head
         lines += [f"No schedule for {missing} (a dependency cycle or no loadable plans): see the findings.", ""]
     else:
+        same = before.steps == after.steps
         lines += ["| | before | after |", "| --- | --- | --- |",
-                  f"| finish (+08:00) | {before.finish} | {after.finish} |",
+                  f"| finish (+08:00) | {_when(before.finish)} | {_when(after.finish)} |",
                   f"| makespan | {before.makespan_days:.1f} d | {after.makespan_days:.1f} d |",
-                  f"| critical path | {_path(before.steps)} | {_path(after.steps)} |", ""]
+                  f"| critical path | {_path(before.steps)} | {'unchanged' if same else _path(after.steps)} |", ""]
     if diff.deadlines:
         rows = [f"| `{d.department}` | {d.deadline} | {_slack(d.before_days)} | {_slack(d.after_days)} "
                 f"| {'⚠️ late' if d.after_days is not None and d.after_days < 0 else ''} |" for d in diff.deadlines]
@@ -247,6 +248,10 @@ def _schedule_lines(diff: PlanDiff) -> list[str]:
         lines += _fold(f"Steps whose wave moved ({len(rows)})",
                        ["| step | wave before | wave after |", "| --- | --- | --- |", *rows], len(rows))
     return lines
+
+
+def _when(iso: str | None) -> str:
+    return iso[:16].replace("T", " ") if iso else "—"
 
 
 def _path(steps: list[str]) -> str:

@@ -147,6 +147,9 @@ class Share:
     active: int
     planned: int
     done: int
+    planned_by_deadline: int = 0
+    """Systems whose `share` step the schedule finishes by the deadline."""
+    verdict: str = "n/a"
     target: float = SHARE_TARGET
     deadline: str = SHARE_DEADLINE.isoformat()
 
@@ -315,6 +318,20 @@ def aggregate(unit_id: str, name: str, members: list[Unit]) -> Unit:
     return unit
 
 
+def share_score(active: int, planned: int, done: int, in_time: int, as_of: date) -> Share:
+    """The 60% target: met when done, late when the schedule cannot reach it by the deadline."""
+    share = Share(active, planned, done, in_time)
+    if not active:
+        return share
+    if done / active >= SHARE_TARGET:
+        share.verdict = "met"
+    elif as_of > SHARE_DEADLINE or in_time / active < SHARE_TARGET:
+        share.verdict = "late"
+    else:
+        share.verdict = "on-track"
+    return share
+
+
 def burndown(key: str, steps: list[str], sched: Schedule, progress: Progress | None,
              deadlines: Iterable[str]) -> BurnDown:
     total = len(steps)
@@ -372,7 +389,7 @@ def build_report(plans: PlanSet, validation: Validation, progress: Progress | No
               for city in sorted(by_city, key=lambda c: (order.index(c) if c in order else len(order), c))]
     province = aggregate("all", "全省 All", departments)
 
-    excluded, active, planned_share, done_share = [], 0, 0, 0
+    excluded, active, planned_share, done_share, in_time = [], 0, 0, 0, 0
     feeds: dict[str, tuple[list[str], list[str]]] = {theme: ([], []) for theme in THEMES}
     for gid, (plan, system) in sorted(plans.systems.items()):
         if system.excluded:
@@ -385,8 +402,10 @@ def build_report(plans: PlanSet, validation: Validation, progress: Progress | No
         if not system.share:
             continue
         planned_share += 1
-        shared = bool(progress and progress.done(step_id(plan.id, system.id, "share")))
+        share_step = step_id(plan.id, system.id, "share")
+        shared = bool(progress and progress.done(share_step))
         done_share += shared
+        in_time += shared or (share_step in sched.timings and sched.finish_date(share_step) <= SHARE_DEADLINE)
         for theme in system.themes:
             feeds[theme][0].append(gid)
             if shared:
@@ -409,7 +428,7 @@ def build_report(plans: PlanSet, validation: Validation, progress: Progress | No
     return Report(
         plans=str(plans.root), journal=progress.source if progress else None, start=as_of.isoformat(),
         departments=departments, cities=cities, province=province, excluded=excluded,
-        retained_networks=retained, share=Share(active, planned_share, done_share),
+        retained_networks=retained, share=share_score(active, planned_share, done_share, in_time, as_of),
         themes=[ThemeFeed(t, THEME_LABELS[t], *feeds[t]) for t in THEMES],
         burndown=burn, gantt=gantt_rows(plans, sched, progress),
     )

@@ -93,11 +93,12 @@ def _share(report: Report) -> str:
     bars = progress_bars("共享平台汇聚比例 Share of systems aggregated on the sharing platform", [
         ("已汇聚 Aggregated", share.done_ratio, share.planned_ratio,
          f"{share.done}/{share.active} {share.done_ratio:.0%}"),
-        ("计划汇聚 Planned", share.planned_ratio, share.planned_ratio,
+        ("计划汇聚 Planned", 0.0, share.planned_ratio,
          f"{share.planned}/{share.active} {share.planned_ratio:.0%}"),
+        (f"按期 By {share.deadline}", 0.0, share.planned_by_deadline / share.active if share.active else 0.0,
+         f"{share.planned_by_deadline}/{share.active}"),
     ], target=share.target)
-    verdict = "met" if share.done_ratio >= share.target else ("late" if share.planned_ratio < share.target
-                                                               else "on-track")
+    verdict = share.verdict
     rows = []
     for feed in report.themes:
         systems = ", ".join(f"<code>{escape(s)}</code>{' ✅' if s in feed.done else ''}" for s in feed.systems)
@@ -117,7 +118,7 @@ def _milestone_bars(report: Report) -> str:
         if score.total:
             ratio = score.done / score.total
             rows.append((f"{zh} {en}", ratio, ratio, f"{score.done}/{score.total}"))
-    return progress_bars("各项完成情况 Milestones, province-wide", rows, width=640)
+    return progress_bars("各项完成情况 Milestones, province-wide", rows, width=720, left=300)
 
 
 def _cards(report: Report) -> str:

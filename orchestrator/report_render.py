@@ -46,8 +46,9 @@ def render_markdown(report: Report) -> str:
         "",
         f"- Systems aggregated on the sharing platform 已汇聚: **{share.done}/{share.active} = "
         f"{share.done_ratio:.0%}** (target 目标 {share.target:.0%} by {share.deadline}: "
-        f"{'met 达成' if share.done_ratio >= share.target else 'not met 未达成'})",
-        f"- Planned 计划汇聚 (share: true): {share.planned}/{share.active} = {share.planned_ratio:.0%}",
+        f"{VERDICT_TEXT[share.verdict]})",
+        f"- Planned 计划汇聚 (share: true): {share.planned}/{share.active} = {share.planned_ratio:.0%}; "
+        f"scheduled by {share.deadline}: {share.planned_by_deadline}/{share.active}",
         "- Counted: active, unclassified systems; excluded systems and zombies are not counted.",
         "",
         "| theme 专题库 | status | systems feeding it |",

@@ -57,8 +57,10 @@ def line_chart(title: str, series: list[Series], first: date, last: date, y_max:
                      f'stroke="{GRID}" stroke-width="1"/>')
         parts.append(f'<text x="{left - 6}" y="{y(value) + 4:.1f}" text-anchor="end" fill="{MUTED}">'
                      f"{_fmt(value)}</text>")
-    for day in _axis_dates(first, date.fromordinal(x1)):
-        parts.append(f'<text x="{x(day):.1f}" y="{height - bottom + 16}" text-anchor="middle" fill="{MUTED}">'
+    ticks = _axis_dates(first, date.fromordinal(x1))
+    for index, day in enumerate(ticks):
+        anchor = "start" if index == 0 else ("end" if index == len(ticks) - 1 else "middle")
+        parts.append(f'<text x="{x(day):.1f}" y="{height - bottom + 16}" text-anchor="{anchor}" fill="{MUTED}">'
                      f"{day.isoformat()}</text>")
     for day, label in markers:
         if x0 <= day.toordinal() <= x1:
@@ -114,9 +116,11 @@ def gantt(title: str, bars: list[Bar], first: date, last: date, width: int = 900
              f'width="{width}" height="{height}" {FONT} font-size="11">',
              f"<title>{escape(title)}</title>",
              f'<text x="0" y="16" font-size="13" font-weight="600" fill="{INK}">{escape(title)}</text>']
-    for day in _axis_dates(first, date.fromordinal(x1), 7):
+    ticks = _axis_dates(first, date.fromordinal(x1), 7)
+    for index, day in enumerate(ticks):
+        anchor = "start" if index == 0 else ("end" if index == len(ticks) - 1 else "middle")
         parts.append(f'<line x1="{x(day):.1f}" x2="{x(day):.1f}" y1="{top}" y2="{height - bottom}" stroke="{GRID}"/>')
-        parts.append(f'<text x="{x(day):.1f}" y="{height - bottom + 16}" text-anchor="middle" fill="{MUTED}">'
+        parts.append(f'<text x="{x(day):.1f}" y="{height - bottom + 16}" text-anchor="{anchor}" fill="{MUTED}">'
                      f"{day.isoformat()}</text>")
     for index, bar in enumerate(bars):
         y = top + index * row
@@ -137,9 +141,9 @@ def gantt(title: str, bars: list[Bar], first: date, last: date, width: int = 900
 
 
 def progress_bars(title: str, rows: list[tuple[str, float, float, str]], target: float | None = None,
-                  width: int = 560, row: int = 26) -> str:
+                  width: int = 560, row: int = 26, left: int = 210) -> str:
     """Horizontal bars of fractions 0..1: (label, done, planned, text); an optional target line."""
-    left, right, top = 210, 70, 28
+    right, top = 70, 28
     height = top + row * max(1, len(rows)) + 8
     plot_w = width - left - right
     parts = [f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" '
