@@ -1,0 +1,27 @@
+"""Security groups: a baseline (SSH from operations), one per system, one for the sharing platform.
+
+Every rule is ingress from a named CIDR; Neutron adds allow-all egress to each new group.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_openstack as openstack
+
+from ..layout import TenancyLayout
+
+
+def create_security_groups(layout: TenancyLayout, parent: pulumi.Resource,
+                           provider: pulumi.ProviderResource) -> dict[str, openstack.networking.SecGroup]:
+    opts = pulumi.ResourceOptions(parent=parent, provider=provider)
+    groups: dict[str, openstack.networking.SecGroup] = {}
+    for name, rules in layout.groups.items():
+        group = openstack.networking.SecGroup(
+            name, name=name, description=f"{layout.dept}: {name}", tags=layout.tags, opts=opts)
+        for index, rule in enumerate(rules):
+            openstack.networking.SecGroupRule(
+                f"{name}-{index}", description=rule.description, direction="ingress", ethertype="IPv4",
+                protocol=rule.protocol, port_range_min=rule.port_min, port_range_max=rule.port_max,
+                remote_ip_prefix=str(rule.remote), security_group_id=group.id, opts=opts)
+        groups[name] = group
+    return groups
