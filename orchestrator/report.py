@@ -256,7 +256,10 @@ def step_score(steps: list[str], deadline: date | None, sched: Schedule, progres
         return score
     finish = max(_finish(sched, s) for s in remaining if s in sched.timings)
     score.planned_finish = finish.isoformat()
-    trouble = progress is not None and any(progress.states.get(s) in TROUBLE_STATES for s in remaining)
+    # A failed presync or cutover puts the system's `verify` at risk too: look at every step of a subject.
+    subjects = {s.rsplit(":", 1)[0] for s in remaining}
+    trouble = progress is not None and any(state in TROUBLE_STATES and sid.rsplit(":", 1)[0] in subjects
+                                           for sid, state in progress.states.items())
     if deadline is not None and (as_of > deadline or finish > deadline):
         score.verdict = "late"
     elif trouble or (deadline is not None and (deadline - finish).days < AT_RISK_DAYS):
@@ -351,10 +354,13 @@ def burndown(key: str, steps: list[str], sched: Schedule, progress: Progress | N
 
 
 def _last_per_day(points: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The starting point, then what is left at the end of each day (a drop on day one stays visible)."""
+    if not points:
+        return []
     out: dict[str, int] = {}
-    for day, left in points:
+    for day, left in points[1:]:
         out[day] = left
-    return sorted(out.items())
+    return [points[0], *sorted(out.items())]
 
 
 def gantt_rows(plans: PlanSet, sched: Schedule, progress: Progress | None) -> list[GanttRow]:

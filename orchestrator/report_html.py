@@ -14,6 +14,8 @@ from .svg import Bar, Series, gantt, line_chart, progress_bars
 
 VERDICT = {"met": ("达成", "met"), "late": ("逾期", "late"), "at-risk": ("有风险", "at risk"),
            "on-track": ("按计划", "on track"), "n/a": ("不适用", "n/a")}
+THEME_STATUS = {"fed": ("met", "已供数", "fed"), "planned": ("on-track", "计划中", "planned"),
+                "gap": ("at-risk", "无来源", "no system feeds it")}
 BURN_TITLES = {key: f"{zh} {en}" for key, zh, en in MILESTONES}
 
 CSS = """
@@ -102,9 +104,9 @@ def _share(report: Report) -> str:
     rows = []
     for feed in report.themes:
         systems = ", ".join(f"<code>{escape(s)}</code>{' ✅' if s in feed.done else ''}" for s in feed.systems)
-        status = {"fed": "met", "planned": "on-track", "gap": "late"}[feed.status]
+        css, zh, en = THEME_STATUS[feed.status]
         rows.append(f"<tr><td>{escape(feed.label)} <code>{escape(feed.theme)}</code></td>"
-                    f"<td>{_verdict(status)}</td><td>{systems or '—'}</td></tr>")
+                    f'<td><span class="v v-{css}">{zh} {en}</span></td><td>{systems or "—"}</td></tr>')
     return (f"<p>目标 Target: {share.target:.0%} by {escape(share.deadline)} {_verdict(verdict)}. "
             "Counted: active, unclassified systems 在用非涉密系统; excluded and zombie systems are not counted.</p>"
             f"{bars}<h3>专题库 Thematic data sets</h3><table><tr><th>专题 Theme</th><th>状态 Status</th>"

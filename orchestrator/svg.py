@@ -51,8 +51,9 @@ def line_chart(title: str, series: list[Series], first: date, last: date, y_max:
              f'width="{width}" height="{height}" {FONT} font-size="11">',
              f"<title>{escape(title)}</title>",
              f'<text x="{left}" y="16" font-size="13" font-weight="600" fill="{INK}">{escape(title)}</text>']
-    for tick in range(5):
-        value = y_top * tick / 4
+    ticks = sorted({round(y_top * i / 4) for i in range(5)}) if y_top == int(y_top) else \
+        [y_top * i / 4 for i in range(5)]
+    for value in ticks:
         parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y(value):.1f}" y2="{y(value):.1f}" '
                      f'stroke="{GRID}" stroke-width="1"/>')
         parts.append(f'<text x="{left - 6}" y="{y(value) + 4:.1f}" text-anchor="end" fill="{MUTED}">'
