@@ -115,6 +115,17 @@ def check_allocations(plans: PlanSet, allocations: Allocations, settings: Settin
     return result
 
 
+def check_extranet(plans: PlanSet, settings: Settings) -> None:
+    """The extranet segments and the boundary network must not collide with any private network."""
+    own = [(f"extranet segment {s.name}", s.cidr) for s in settings.extranet.segments]
+    if settings.extranet.boundary:
+        own.append(("the boundary platform network", settings.extranet.boundary.cidr))
+    clashes = [f"{name} {net} overlaps private network {pname} {pnet}"
+               for name, net in own for pname, pnet in private_networks(plans) if net.overlaps(pnet)]
+    if clashes:
+        raise InfraError("config digital-fujian:extranet: " + "; ".join(clashes))
+
+
 def _free_block(space: IPv4Network, prefix: int, taken: Iterable[IPv4Network]) -> IPv4Network | None:
     used = list(taken)
     for candidate in space.subnets(new_prefix=prefix):

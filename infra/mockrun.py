@@ -14,6 +14,7 @@ import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,17 @@ def run_stack(stack: str, overrides: Mapping[str, Any] | None = None, root: Path
 
     program()
     return run
+
+
+def shipped_stacks(root: Path = PROJECT_ROOT) -> list[str]:
+    """The stacks whose config ships in the repository (`Pulumi.<stack>.yaml`)."""
+    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
+
+
+@cache
+def run_shipped_stack(stack: str) -> MockRun:
+    """`run_stack` of a shipped stack as it is, once per process (callers must not mutate the result)."""
+    return run_stack(stack)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

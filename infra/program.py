@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 import pulumi_openstack as openstack
 
-from .addresses import check_allocations, load_allocations
+from .addresses import check_allocations, check_extranet, load_allocations
 from .cloud import DepartmentTenancy, Roles
 from .errors import InfraError
 from .layout import TenancyLayout, tenancy_layout
@@ -24,6 +24,7 @@ def plan_stack(settings: Settings) -> tuple[list[TenancyLayout], list[str]]:
     """The tenancies and milestones of this stack, from the plans and the address file (no resources)."""
     plans = load_checked(settings.plans)
     milestones = check_milestones(plans, settings.milestones)
+    check_extranet(plans, settings)
     allocations = load_allocations(settings.addresses)
     subnets = check_allocations(plans, allocations, settings, settings.addresses)
     layouts = [tenancy_layout(plan, subnets[plan.id], settings) for plan in departments_in_scope(plans, settings.scope)]

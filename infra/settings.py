@@ -200,12 +200,17 @@ def parse_flavors(value: Any) -> tuple[Flavor, ...]:
     return tuple(flavors)
 
 
+def _is_name(value: Any) -> bool:
+    return isinstance(value, str) and bool(value) and value.replace("-", "").isascii() \
+        and value.replace("-", "").isalnum()
+
+
 def _segment(index: int, item: Any) -> Segment:
     key = f"extranet.segments[{index}]"
     if not isinstance(item, Mapping):
         raise _fail(key, "must be a mapping {name, kind, level, city, vlan, cidr, bandwidthMbps}")
     name = str(item.get("name") or "")
-    if not name or not name.replace("-", "").isalnum():
+    if not _is_name(name):
         raise _fail(f"{key}.name", f"{name!r} must be letters, digits and '-'")
     kind = item.get("kind")
     if kind not in ("vertical", "horizontal"):
@@ -231,8 +236,9 @@ def _segment(index: int, item: Any) -> Segment:
 
 def _flow(index: int, item: Any) -> Flow:
     key = f"extranet.boundary.flows[{index}]"
-    if not isinstance(item, Mapping) or not item.get("name"):
-        raise _fail(key, "must be {name, protocol, port (or ports: [min, max]), from}")
+    if not isinstance(item, Mapping) or not _is_name(item.get("name")):
+        raise _fail(key, "must be {name, protocol, port (or ports: [min, max]), from}; "
+                    "name is letters, digits and '-'")
     protocol = item.get("protocol")
     if protocol not in ("tcp", "udp"):
         raise _fail(f"{key}.protocol", f"{protocol!r}: the boundary admits tcp or udp flows only")
