@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date, timedelta
 
 from .report import MILESTONES, Report, Score, Unit
 
@@ -77,6 +78,7 @@ def render_markdown(report: Report) -> str:
     for row in report.gantt:
         lines.append(f"| `{row.department}` | {row.start} | {row.finish} | {row.deadline or ''} | {row.steps} "
                      f"| {'❌ late' if row.late else ''} |")
+    lines += _mermaid_gantt(report)
     lines += ["", "## 燃尽 Burn-down", "", "| milestone | total | left now | planned zero | deadlines |",
               "| --- | --- | --- | --- | --- |"]
     for burn in report.burndown:
@@ -84,6 +86,24 @@ def render_markdown(report: Report) -> str:
         zero = next((day for day, n in burn.planned if n == 0), "—") if burn.total else "—"
         lines.append(f"| {burn.milestone} | {burn.total} | {left} | {zero} | {', '.join(burn.deadlines)} |")
     return "\n".join(lines) + "\n"
+
+
+def _mermaid_gantt(report: Report) -> list[str]:
+    """The remaining work as a Mermaid Gantt chart (GitHub and GitLab render it); late rows in red."""
+    if not report.gantt:
+        return []
+    lines = ["", "```mermaid", "gantt", "    title Remaining work 剩余工作", "    dateFormat YYYY-MM-DD",
+             "    axisFormat %Y-%m"]
+    for index, row in enumerate(report.gantt):
+        tags = ["crit"] if row.late else []
+        start, finish = row.start[:10], row.finish[:10]
+        if finish <= start:
+            finish = (date.fromisoformat(start) + timedelta(days=1)).isoformat()
+        lines.append(f"    section {row.department}")
+        lines.append(f"    {row.steps} steps :{', '.join([*tags, f'r{index}', start, finish])}")
+        if row.deadline:
+            lines.append(f"    deadline {row.deadline} :milestone, d{index}, {row.deadline}, 0d")
+    return [*lines, "```"]
 
 
 def render_json(report: Report) -> str:

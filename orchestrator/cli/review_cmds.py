@@ -12,6 +12,7 @@ from .common import (
     UsageError,
     UserError,
     add_format,
+    console,
     date_arg,
     positive_float,
     positive_int,
@@ -156,6 +157,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         progress = load_progress(args.journal) if args.journal else None
     except JournalError as exc:
         raise UserError(str(exc)) from None
+    if validation.errors:
+        console(stderr=True).print(f"note: the plans have {len(validation.errors)} errors (run 'fjmig validate'); "
+                                   "the report counts what loads", style="yellow", markup=False)
     report = build_report(plans, validation, progress)
     write_output(render(report, args.format), args.output)
     return 0
