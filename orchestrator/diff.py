@@ -24,7 +24,10 @@ from .schedule import Schedule, origin_for
 EntityKind = Literal["department", "system", "network", "milestone"]
 ChangeKind = Literal["added", "removed", "changed"]
 SLACK_EPSILON_S = 60.0
-"""Slack differences under a minute are rounding, not a change a reviewer should see."""
+"""Makespan differences under a minute are rounding, not a change a reviewer should see."""
+DEADLINE_EPSILON_S = 3600.0
+"""Slack to a deadline that moves by less than an hour (and stays on the same side of it) is noise:
+an added transfer delays unrelated steps by minutes when it takes a slot."""
 
 
 @dataclass
@@ -99,6 +102,8 @@ class PlanDiff:
     edges_added: list[tuple[str, str]] = field(default_factory=list)
     edges_removed: list[tuple[str, str]] = field(default_factory=list)
     waves_moved: list[WaveMove] = field(default_factory=list)
+    steps_added: list[str] = field(default_factory=list)
+    steps_removed: list[str] = field(default_factory=list)
     critical_before: CriticalPath | None = None
     critical_after: CriticalPath | None = None
     deadlines: list[DeadlineSlack] = field(default_factory=list)
@@ -216,6 +221,10 @@ def _critical(sched: Schedule | None) -> CriticalPath | None:
                         round(sched.makespan / 86400, 4))
 
 
+def _steps(sched: Schedule | None) -> set[str]:
+    return set(sched.timings) if sched else set()
+
+
 def wave_moves(base: Schedule | None, head: Schedule | None) -> list[WaveMove]:
     if base is None or head is None:
         return []
@@ -247,7 +256,7 @@ def deadline_changes(base: Schedule | None, head: Schedule | None) -> list[Deadl
     out = []
     for key in sorted(before.keys() | after.keys()):
         old, new = before.get(key), after.get(key)
-        if old and new and abs(old[0] - new[0]) < SLACK_EPSILON_S:
+        if old and new and abs(old[0] - new[0]) < DEADLINE_EPSILON_S and (old[0] < 0) == (new[0] < 0):
             continue
         if (old is None or new is None) and (base is None or head is None):
             continue  # one side has no schedule at all: the findings say why
@@ -304,6 +313,7 @@ def compare(base: Side, head: Side) -> PlanDiff:
     """Everything a reviewer needs to know about going from `base` to `head`."""
     edges_before, edges_after = dependency_edges(base.plans), dependency_edges(head.plans)
     new, fixed = finding_changes(base, head)
+    base_steps, head_steps = _steps(base.validation.schedule), _steps(head.validation.schedule)
     return PlanDiff(
         base=base.label,
         head=head.label,
@@ -311,6 +321,8 @@ def compare(base: Side, head: Side) -> PlanDiff:
         edges_added=sorted(edges_after - edges_before),
         edges_removed=sorted(edges_before - edges_after),
         waves_moved=wave_moves(base.validation.schedule, head.validation.schedule),
+        steps_added=sorted(head_steps - base_steps),
+        steps_removed=sorted(base_steps - head_steps),
         critical_before=_critical(base.validation.schedule),
         critical_after=_critical(head.validation.schedule),
         deadlines=deadline_changes(base.validation.schedule, head.validation.schedule),

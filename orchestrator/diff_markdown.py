@@ -223,7 +223,8 @@ def _schedule_lines(diff: PlanDiff) -> list[str]:
     before, after = diff.critical_before, diff.critical_after
     delta = diff.critical_delta_days
     path_changed = bool(before and after and before.steps != after.steps)
-    if not (diff.waves_moved or diff.deadlines or path_changed or (delta and abs(delta) * 1440 >= 1)
+    if not (diff.waves_moved or diff.deadlines or path_changed or diff.steps_added or diff.steps_removed
+            or (delta and abs(delta) * 1440 >= 1)
             or (before is None) != (after is None)):
         return lines
     lines += ["## Schedule", ""]
@@ -243,6 +244,10 @@ def _schedule_lines(diff: PlanDiff) -> list[str]:
                        ["Smallest slack of the department's steps against each deadline (end of day, +08:00).", "",
                         "| department | deadline | slack before | slack after | |",
                         "| --- | --- | --- | --- | --- |", *rows], len(rows))
+    if diff.steps_added or diff.steps_removed:
+        rows = [f"| ➕ | `{step}` |" for step in diff.steps_added]
+        rows += [f"| ➖ | `{step}` |" for step in diff.steps_removed]
+        lines += _fold(f"Steps added and removed ({len(rows)})", ["| | step |", "| --- | --- |", *rows], len(rows))
     if diff.waves_moved:
         rows = [f"| `{m.step}` | {m.before} | {m.after} |" for m in diff.waves_moved]
         lines += _fold(f"Steps whose wave moved ({len(rows)})",

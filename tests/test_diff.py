@@ -86,6 +86,8 @@ def test_added_system(repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytes
     assert "**`xm-transport/ferry-booking`** — ➕ added" in out
     assert "| themes | `[\"transport\", \"tourism\"]` |" in out
     assert "<details>" in out  # an added system has more fields than fit unfolded
+    assert "| ➕ | `xm-transport/ferry-booking:share` |" in out  # its steps, in the schedule section
+    assert "Slack to deadlines" not in out  # minutes of delay elsewhere are not a reviewer's concern
     assert 'class n' in out and "added" in out.split("```mermaid", 1)[1]
 
 
