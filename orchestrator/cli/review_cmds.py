@@ -22,10 +22,10 @@ from .common import (
 from .plan_cmds import DEFAULT_PLANS
 
 
-def _schedule_options(parser: argparse.ArgumentParser) -> None:
+def _schedule_options(parser: argparse.ArgumentParser,
+                      start_help: str = "the day the schedule starts (default: today, +08:00)") -> None:
     """Like `fjmig plan`'s options, without the positional plans directory."""
-    parser.add_argument("--start", type=date_arg, default=None, metavar="DATE",
-                        help="the day the schedule starts (default: today, +08:00)")
+    parser.add_argument("--start", type=date_arg, default=None, metavar="DATE", help=start_help)
     parser.add_argument("--bandwidth", type=positive_float, default=1.0, metavar="GBIT_PER_S",
                         help="copy bandwidth per transfer in Gbit/s (default %(default)s)")
     parser.add_argument("--parallel", type=positive_int, default=4, metavar="N",
@@ -71,8 +71,10 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         "Gantt of what remains.")
     report.add_argument("plans", nargs="?", default=DEFAULT_PLANS, metavar="PLANS_DIR",
                         help="plans directory (default %(default)s)")
-    report.add_argument("--journal", metavar="FILE", default=None, help="the executor's journal (SQLite)")
-    _schedule_options(report)
+    report.add_argument("--journal", metavar="FILE", default=None,
+                        help="the executor's journal (SQLite, read only); without it nothing counts as done")
+    _schedule_options(report, "the report's date: remaining work is scheduled from it and deadlines before it "
+                      "have passed (default: today, +08:00)")
     add_format(report, ("markdown", "json", "html"))
     report.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     report.set_defaults(handler=cmd_report)
