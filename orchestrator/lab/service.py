@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import functools
 import json
 import os
 import re
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -64,19 +64,27 @@ def running(key: str) -> dict[str, Any] | None:
 
 @contextlib.contextmanager
 def _locked(key: str) -> Any:
-    """One start or stop of a service at a time."""
+    """One start or stop at a time on this host (a lock on the pid directory itself: no lock files)."""
     RUN_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(RUN_DIR / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield lock.fileno()
+    fd = os.open(RUN_DIR, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)
 
 
-def _serve(server: Any, key: str, directory: str, port: int, ready: int) -> None:
+def _serve(listener: socket.socket, key: str, directory: str, port: int, ready: int) -> None:
     """In the daemon: record ourselves, tell the starter we are up, serve until killed."""
     os.chdir("/")
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
+    for name in os.listdir("/proc/self/fd"):  # never hold the starter's pipes (an SSH session would hang)
+        fd = int(name)
+        if fd > 2 and fd not in {listener.fileno(), ready}:
+            with contextlib.suppress(OSError):
+                os.close(fd)
     pid = os.getpid()
     record = {"pid": pid, "starttime": _starttime(pid), "key": key, "dir": directory, "port": port}
     tmp = _pid_file(key).with_suffix(f".tmp{pid}")
@@ -85,10 +93,10 @@ def _serve(server: Any, key: str, directory: str, port: int, ready: int) -> None
     os.write(ready, b"ok")
     os.close(ready)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    server.serve_forever()
+    _serve_forever(listener, directory)
 
 
-def _daemonize(server: Any, key: str, directory: str, port: int, lock: int) -> None:
+def _daemonize(listener: socket.socket, key: str, directory: str, port: int, lock: int) -> None:
     """Double fork so the service outlives the SSH session; return once it has written its pid file."""
     read_end, write_end = os.pipe()
     child = os.fork()
@@ -99,38 +107,89 @@ def _daemonize(server: Any, key: str, directory: str, port: int, lock: int) -> N
         if os.fork() != 0:
             os._exit(0)
         try:
-            _serve(server, key, directory, port, write_end)
+            _serve(listener, key, directory, port, write_end)
         finally:
             os._exit(1)
     os.close(write_end)
-    server.server_close()
+    listener.close()
     os.waitpid(child, 0)
     with os.fdopen(read_end, "rb") as pipe:
         if pipe.read() != b"ok":
             raise ServiceError(f"{key}: the service did not start")
 
 
-def start(key: str, directory: str, port: int) -> bool:
-    """Serve `directory` on `port`; False (no-op) when already running."""
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+def _reply(conn: socket.socket, status: str, body: bytes = b"", content_type: str = "text/plain") -> None:
+    head = f"HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n" \
+           "Connection: close\r\n\r\n"
+    conn.sendall(head.encode() + body)
 
+
+def _handle(conn: socket.socket, directory: str) -> None:
+    """One GET or HEAD: a file under `directory`, or a plain listing of a directory."""
+    from urllib.parse import unquote
+
+    with conn:
+        conn.settimeout(30)
+        data = b""
+        while b"\r\n\r\n" not in data and b"\n\n" not in data and len(data) < 65536:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        parts = data.split(b"\n", 1)[0].decode("latin-1").split()
+        if len(parts) < 2 or parts[0] not in {"GET", "HEAD"}:
+            _reply(conn, "400 Bad Request", b"GET or HEAD only\n")
+            return
+        root = os.path.realpath(directory)
+        path = os.path.realpath(os.path.join(root, unquote(parts[1].split("?", 1)[0]).lstrip("/")))
+        if path != root and not path.startswith(root + os.sep):
+            _reply(conn, "404 Not Found", b"not found\n")
+        elif os.path.isdir(path):
+            names = sorted(n + "/" if os.path.isdir(os.path.join(path, n)) else n for n in os.listdir(path))
+            _reply(conn, "200 OK", b"" if parts[0] == "HEAD" else "".join(n + "\n" for n in names).encode())
+        elif os.path.isfile(path):
+            with open(path, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                conn.sendall(f"HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                             f"Content-Length: {size}\r\nConnection: close\r\n\r\n".encode())
+                if parts[0] == "GET" and size:
+                    conn.sendfile(handle)
+        else:
+            _reply(conn, "404 Not Found", b"not found\n")
+
+
+def _serve_forever(listener: socket.socket, directory: str) -> None:
+    import threading
+
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=_safe_handle, args=(conn, directory), daemon=True).start()
+
+
+def _safe_handle(conn: socket.socket, directory: str) -> None:
+    with contextlib.suppress(OSError):
+        _handle(conn, directory)
+
+
+def start(key: str, directory: str, port: int) -> bool:
+    """Serve `directory` on `port`; False (no-op) when already running.
+
+    A small HTTP/1.0 file server of our own: `http.server` takes longer to import than the lab
+    takes to start a host."""
     if not os.path.isdir(directory):
         raise ServiceError(f"{key}: no such directory {directory}")
     with _locked(key) as lock:
         if running(key):
             return False
-
-        class Quiet(SimpleHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        handler = functools.partial(Quiet, directory=directory)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            server = ThreadingHTTPServer(("0.0.0.0", port), handler)  # noqa: S104 - the lab host's own namespace
+            listener.bind(("0.0.0.0", port))  # noqa: S104 - the lab host's own namespace
+            listener.listen(64)
         except OSError as exc:
+            listener.close()
             raise ServiceError(f"{key}: cannot listen on port {port}: {exc.strerror}") from None
-        server.daemon_threads = True
-        _daemonize(server, key, directory, port, lock)
+        _daemonize(listener, key, directory, port, lock)
         return True
 
 

@@ -92,6 +92,7 @@ class Service:
     classification: str
     migrates: bool
     target_host: str | None
+    size_gb: float = 0.0
 
     @property
     def service_key(self) -> str:
@@ -308,8 +309,27 @@ def _add_services(topo: Topology, departments: list[DepartmentPlan]) -> None:
                 port=SERVICE_BASE_PORT + position, name=service_name(plan.id, system.id),
                 source_address=address, network=network, status=system.status,
                 classification=system.classification, migrates=system.migrates,
-                target_host=target_host(plan.id, system.id) if system.migrates else None)
+                target_host=target_host(plan.id, system.id) if system.migrates else None,
+                size_gb=system.data.size_gb)
 
 
 def address_in_lab(address: str) -> bool:
     return IPv4Address(address) in LAB_SPACE
+
+
+def to_dict(topo: Topology) -> dict[str, object]:
+    """JSON-able form, recorded in the lab's state so that status and down need no plans."""
+    from dataclasses import asdict
+
+    return asdict(topo)
+
+
+def from_dict(data: dict[str, object]) -> Topology:
+    raw = dict(data)
+    hosts = {name: Host(**{**h, "groups": tuple(h["groups"]),
+                           "links": tuple(PrivateLink(**link) for link in h["links"])})
+             for name, h in raw.pop("hosts").items()}  # type: ignore[attr-defined]
+    networks = {key: PrivateNet(**{**n, "members": tuple(n["members"])})
+                for key, n in raw.pop("networks").items()}  # type: ignore[attr-defined]
+    services = {key: Service(**s) for key, s in raw.pop("services").items()}  # type: ignore[attr-defined]
+    return Topology(**raw, hosts=hosts, networks=networks, services=services)  # type: ignore[arg-type]

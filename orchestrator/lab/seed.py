@@ -1,0 +1,77 @@
+"""Deterministic, scaled-down data for every system with data on a source host.
+
+The same plans and scale always give the same bytes (a PRNG seeded by the system's global id),
+so a test can compare a target's data against `seed-manifest.json` and a rerun of `lab up`
+reproduces it. Each system gets a README, a settings file in `config/` and a few record files
+in `records/` whose sizes add up to `size_gb` scaled to `scale_mb_per_gb` MB per GB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from .topology import Service
+
+DEFAULT_SCALE_MB_PER_GB = 0.001
+MIN_RECORD_BYTES = 256
+
+
+def system_files(service: Service, scale_mb_per_gb: float) -> dict[str, bytes]:
+    """Relative path -> content for one system (pure, deterministic)."""
+    rng = random.Random(hashlib.sha256(service.key.encode()).digest())  # noqa: S311 - test data, not secrets
+    size_gb = service.size_gb
+    total = max(int(size_gb * scale_mb_per_gb * 1_000_000), MIN_RECORD_BYTES)
+    parts = rng.randint(2, 4)
+    cuts = sorted(rng.randint(0, total) for _ in range(parts - 1))
+    sizes = [b - a for a, b in zip([0, *cuts], [*cuts, total], strict=True)]
+    files = {
+        "README.txt": f"{service.key}: seeded by fjmig lab (status {service.status}, "
+                      f"classification {service.classification}, {size_gb} GB in the plan)\n".encode(),
+        "config/settings.json": json.dumps({"system": service.system, "department": service.dept,
+                                            "port": service.port}, sort_keys=True).encode() + b"\n",
+    }
+    for number, size in enumerate(sizes):
+        files[f"records/part-{number:04d}.dat"] = rng.randbytes(max(size, 1))
+    return files
+
+
+def seed(services: list[Service], srv_root: dict[str, Path],
+         scale_mb_per_gb: float) -> dict[str, dict[str, Any]]:
+    """Write every system's files under its source host's /srv; return the manifest."""
+    manifest: dict[str, dict[str, Any]] = {}
+    made: set[Path] = set()
+    for service in services:
+        base = srv_root[service.host] / service.path.removeprefix("/srv/")
+        entries: dict[str, dict[str, Any]] = {}
+        for relative, content in system_files(service, scale_mb_per_gb).items():
+            path = base / relative
+            if path.parent not in made:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                made.add(path.parent)
+            path.write_bytes(content)
+            entries[relative] = {"size": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+        manifest[service.key] = {"path": service.path, "host": service.host, "files": dict(sorted(entries.items()))}
+    return manifest
+
+
+def verify(manifest: dict[str, dict[str, Any]], srv_root: dict[str, Path]) -> list[str]:
+    """Differences between the manifest and the files on disk (empty when they match)."""
+    problems = []
+    for key, entry in manifest.items():
+        base = srv_root[entry["host"]] / entry["path"].removeprefix("/srv/")
+        found = {str(p.relative_to(base)) for p in base.rglob("*") if p.is_file()} if base.is_dir() else set()
+        for extra in sorted(found - set(entry["files"])):
+            problems.append(f"{key}: unexpected file {extra}")
+        for relative, want in entry["files"].items():
+            path = base / relative
+            if not path.is_file():
+                problems.append(f"{key}: missing {relative}")
+                continue
+            data = path.read_bytes()
+            if len(data) != want["size"] or hashlib.sha256(data).hexdigest() != want["sha256"]:
+                problems.append(f"{key}: {relative} differs from the manifest")
+    return problems
