@@ -26,11 +26,11 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from .graph import policy_deadline, step_id
+from .graph import StepGraph, policy_deadline, step_id
 from .model import CENSUS_FIELDS, THEMES, DepartmentPlan, System
 from .plan import PlanSet
 from .policy import Validation
-from .schedule import CST, Schedule
+from .schedule import CST, Schedule, schedule
 
 AT_RISK_DAYS = 7
 SHARE_TARGET = 0.60
@@ -254,7 +254,10 @@ def step_score(steps: list[str], deadline: date | None, sched: Schedule, progres
         late = deadline is not None and any(day > deadline for day in finished)
         score.verdict = "late" if late else "met"
         return score
-    finish = max(_finish(sched, s) for s in remaining if s in sched.timings)
+    finish = max((_finish(sched, s) for s in remaining if s in sched.timings), default=None)
+    if finish is None:  # not scheduled at all: nothing says it can be done in time
+        score.verdict = "late" if deadline is not None and as_of > deadline else "at-risk"
+        return score
     score.planned_finish = finish.isoformat()
     # A failed presync or cutover puts the system's `verify` at risk too: look at every step of a subject.
     subjects = {s.rsplit(":", 1)[0] for s in remaining}
@@ -380,13 +383,25 @@ def gantt_rows(plans: PlanSet, sched: Schedule, progress: Progress | None) -> li
     return rows
 
 
+def remaining_schedule(sched: Schedule, progress: Progress | None) -> Schedule:
+    """The work not yet done, scheduled from the report's date: done steps no longer take time or
+    slots, and what waited for them can start at once. Without progress, the plan's schedule."""
+    if progress is None or not any(progress.done(s) for s in sched.timings):
+        return sched
+    graph = sched.graph
+    keep = [n for n in graph.graph.nodes if not progress.done(n)]
+    sub = StepGraph(graph=graph.graph.subgraph(keep).copy(), steps={n: graph.steps[n] for n in keep})
+    return schedule(sub, sched.origin.date(), sched.model)
+
+
 def build_report(plans: PlanSet, validation: Validation, progress: Progress | None) -> Report:
     """The scorecard. `validation.schedule` must exist (the plans form an acyclic graph)."""
     sched = validation.schedule
     if sched is None:
         raise ValueError("no schedule: the plans have a dependency cycle or no departments")
     as_of = sched.origin.date()
-    departments = [department_unit(plans.departments[d], sched, progress, as_of) for d in sorted(plans.departments)]
+    ahead = remaining_schedule(sched, progress)
+    departments = [department_unit(plans.departments[d], ahead, progress, as_of) for d in sorted(plans.departments)]
     by_city: dict[str, list[Unit]] = {}
     for unit in departments:
         by_city.setdefault(unit.city, []).append(unit)
@@ -436,5 +451,5 @@ def build_report(plans: PlanSet, validation: Validation, progress: Progress | No
         departments=departments, cities=cities, province=province, excluded=excluded,
         retained_networks=retained, share=share_score(active, planned_share, done_share, in_time, as_of),
         themes=[ThemeFeed(t, THEME_LABELS[t], *feeds[t]) for t in THEMES],
-        burndown=burn, gantt=gantt_rows(plans, sched, progress),
+        burndown=burn, gantt=gantt_rows(plans, ahead, progress),
     )
