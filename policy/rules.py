@@ -1,5 +1,9 @@
 """What must never reach a Digital Fujian cloud, as plain validate functions.
 
+The issue's four rules (no inbound from anywhere, department tags on instances, nothing for a
+classified system, subnets inside the address space) and one more: no network opened to every
+project (the extranet is shared per tenant project by RBAC).
+
 Each function takes `ResourceValidationArgs` (inputs with the engine's camelCase names) and a
 `report_violation` callback, so that the tests call them directly and over every resource a mock
 run registers. `policy/__main__.py` wraps them in a `PolicyPack` for `pulumi preview --policy-pack`.
@@ -27,6 +31,8 @@ DEFAULT_ADDRESS_SPACES = ("10.64.0.0/10",)
 SECGROUP_RULE = "openstack:networking/secGroupRule:SecGroupRule"
 INSTANCE = "openstack:compute/instance:Instance"
 SUBNET = "openstack:networking/subnet:Subnet"
+NETWORK = "openstack:networking/network:Network"
+RBAC = "openstack:networking/rbacPolicyV2:RbacPolicyV2"
 DEPARTMENT_TAGS = ("department", "level", "city")
 
 
@@ -169,6 +175,18 @@ def subnet_inside_address_space(args: ResourceValidationArgs, report_violation: 
                          f"({', '.join(str(s) for s in spaces)})")
 
 
+def no_network_for_everyone(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """Networks are shared per project by RBAC: never `shared`/`external` (a wildcard grant) or target `*`."""
+    props = args.props
+    if args.resource_type == NETWORK:
+        for key in ("shared", "external"):
+            if props.get(key) is True:
+                report_violation(f"{args.name}: `{key}: true` opens the network to every project; "
+                                 "grant it to the tenant projects with RBAC policies instead")
+    elif args.resource_type == RBAC and props.get("targetTenant") == "*":
+        report_violation(f"{args.name}: RBAC policy for every project (`*`); name the tenant project")
+
+
 PLANS_SCHEMA = {"type": "string", "default": DEFAULT_PLANS,
                 "description": "The migration plans directory, relative to the repository root."}
 
@@ -185,6 +203,9 @@ POLICIES: list[ResourceValidationPolicy] = [
         validate=no_classified_resources, enforcement_level=EnforcementLevel.MANDATORY,
         config_schema=PolicyConfigSchema(properties={"plans": PLANS_SCHEMA})),
     ResourceValidationPolicy(
+        name="no-network-for-everyone", description="Networks are shared to named projects by RBAC only.",
+        validate=no_network_for_everyone, enforcement_level=EnforcementLevel.MANDATORY),
+    ResourceValidationPolicy(
         name="subnet-inside-address-space", description="Subnets come from the planned address space.",
         validate=subnet_inside_address_space, enforcement_level=EnforcementLevel.MANDATORY,
         config_schema=PolicyConfigSchema(properties={"addressSpaces": {
@@ -196,5 +217,6 @@ VALIDATORS: dict[str, Callable[[ResourceValidationArgs, ReportViolation], None]]
     "no-inbound-from-anywhere": no_inbound_from_anywhere,
     "instance-department-tags": instance_department_tags,
     "no-classified-resources": no_classified_resources,
+    "no-network-for-everyone": no_network_for_everyone,
     "subnet-inside-address-space": subnet_inside_address_space,
 }

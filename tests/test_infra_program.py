@@ -353,14 +353,15 @@ def test_extranet_segments_qos_and_rbac(stack: tuple[str, dict[str, Any], MockRu
         network = run.named(T["network"], f"extranet-{segment['name']}")
         assert network.inputs["segments"] == [{"networkType": "vlan", "physicalNetwork": extranet["physicalNetwork"],
                                                "segmentationId": segment["vlan"]}]
-        assert network.inputs["external"] is True
+        # `external: true` would make Neutron grant every project access: RBAC grants it per project.
+        assert "external" not in network.inputs
         assert network.inputs["shared"] is False
         assert network.inputs["qosPolicyId"] == f"extranet-{segment['name']}-qos-id"
         limits = [r for r in run.of_type(T["qos_rule"])
                   if r.inputs["qosPolicyId"] == f"extranet-{segment['name']}-qos-id"]
         assert {(r.inputs["direction"], r.inputs["maxKbps"]) for r in limits} == {
             ("egress", segment["bandwidthMbps"] * 1000), ("ingress", segment["bandwidthMbps"] * 1000)}
-    assert not any(n.inputs.get("shared") for n in run.of_type(T["network"]))
+    assert not any(n.inputs.get("shared") or n.inputs.get("external") for n in run.of_type(T["network"]))
     rbac = run.of_type(T["rbac"])
     assert len(rbac) == len(expected_departments(name))
     for plan in expected_departments(name):

@@ -30,6 +30,7 @@ from policy.rules import (
     instance_department_tags,
     no_classified_resources,
     no_inbound_from_anywhere,
+    no_network_for_everyone,
     subnet_inside_address_space,
 )
 
@@ -117,6 +118,17 @@ def test_subnet_inside_address_space(cidr: str, config: dict[str, Any] | None, b
     assert bool(violations(subnet_inside_address_space, args(SUBNET, {"cidr": cidr}, config=config))) is bad
 
 
+@pytest.mark.parametrize(("resource_type", "props", "bad"), [
+    ("openstack:networking/network:Network", {"name": "n", "shared": False}, False),
+    ("openstack:networking/network:Network", {"name": "n", "shared": True}, True),
+    ("openstack:networking/network:Network", {"name": "n", "external": True}, True),
+    ("openstack:networking/rbacPolicyV2:RbacPolicyV2", {"targetTenant": "fj-aic-id"}, False),
+    ("openstack:networking/rbacPolicyV2:RbacPolicyV2", {"targetTenant": "*"}, True),
+])
+def test_no_network_for_everyone(resource_type: str, props: dict[str, Any], bad: bool) -> None:
+    assert bool(violations(no_network_for_everyone, args(resource_type, props))) is bad
+
+
 def test_the_pack_lists_every_rule_once() -> None:
     assert [p.name for p in POLICIES] == list(VALIDATORS)
     manifest = yaml.safe_load((ROOT / "policy" / "PulumiPolicy.yaml").read_text(encoding="utf-8"))
@@ -170,6 +182,7 @@ def tamper(resources: list[Registered], resource_type: str, **changes: Any) -> l
     (INSTANCE, {"tags": []}, "instance-department-tags"),
     (INSTANCE, {"_name": "fj-police-police-integrated"}, "no-classified-resources"),
     (SUBNET, {"cidr": "172.16.0.0/24"}, "subnet-inside-address-space"),
+    ("openstack:networking/network:Network", {"shared": True}, "no-network-for-everyone"),
 ])
 def test_a_tampered_resource_is_caught(resource_type: str, changes: dict[str, Any], policy: str) -> None:
     run = run_shipped_stack("provincial-cloud")

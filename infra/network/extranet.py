@@ -1,9 +1,10 @@
 """`Extranet`: the extranet's VLAN segments as provider networks, with their bandwidth as QoS.
 
 Vertical segments link the levels (province -> city -> county); horizontal segments join the
-departments of one level. Every segment is an external provider network that is *not* shared:
-a tenant project gets `access_as_external` on its own level's horizontal segment by an RBAC
-policy, so that its router can use the segment as its gateway, and nobody else can.
+departments of one level. No segment is created `external` or `shared`: Neutron turns
+`external: true` into a wildcard RBAC policy for every project. Instead a tenant project gets
+`access_as_external` on its own level's horizontal segment by an RBAC policy, which makes the
+segment external for that project alone, so that its router can use it as the gateway.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class Extranet(pulumi.ComponentResource):
                 max_kbps=segment.bandwidth_mbps * 1000, max_burst_kbps=segment.burst_kb, opts=opts)
         network = openstack.networking.Network(
             name, name=name, description=f"extranet {segment.kind} segment, VLAN {segment.vlan}",
-            external=True, shared=False, admin_state_up=True, qos_policy_id=qos.id, tags=tags,
+            shared=False, admin_state_up=True, qos_policy_id=qos.id, tags=tags,
             segments=[openstack.networking.NetworkSegmentArgs(
                 network_type="vlan", physical_network=physical_network, segmentation_id=segment.vlan)],
             opts=opts)
