@@ -1,4 +1,8 @@
-"""Compute, network and block-storage quotas, sized from the tenancy's usage plus headroom."""
+"""Compute, network and block-storage quotas, sized from the tenancy's usage plus headroom.
+
+Floating IPs are a Neutron quota (zero: tenancies are reached over the extranet, never by NAT);
+security groups are counted by Neutron too, not by Nova.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,7 @@ def create_quotas(layout: TenancyLayout, project_id: pulumi.Input[str], parent: 
     opts = pulumi.ResourceOptions(parent=parent)
     name = layout.dept
     openstack.compute.QuotaSetV2(
-        f"{name}-compute", project_id=project_id, instances=q.instances, cores=q.cores, ram=q.ram_mb,
-        floating_ips=0, opts=opts)
+        f"{name}-compute", project_id=project_id, instances=q.instances, cores=q.cores, ram=q.ram_mb, opts=opts)
     openstack.networking.QuotaV2(
         f"{name}-network", project_id=project_id, network=q.networks, subnet=q.subnets, router=q.routers,
         port=q.ports, security_group=q.security_groups, security_group_rule=q.security_group_rules,
