@@ -107,6 +107,10 @@ class LabPaths:
         """The host's /root as seen from the control node."""
         return self.host_dir(host) / "root"
 
+    def hosts_file(self, host: str) -> Path:
+        """An office's /etc/hosts as seen from the control node (bind-mounted over the office's)."""
+        return self.host_dir(host) / "etc" / "hosts"
+
     def created(self) -> list[Path]:
         """Every file and directory `lab up` creates in the state directory."""
         names = ["inventory.yml", "outputs.json", "known_hosts", "id_ed25519", "id_ed25519.pub", "sshd_config",
@@ -264,7 +268,8 @@ def _host_files(paths: LabPaths, topo: Topology, keys: dict[str, sshd.KeyPair], 
         paths.srv(host.name).mkdir(mode=0o755)
         keys[host.name].write(paths.host_dir(host.name) / "ssh_host_ed25519_key", public=False)
         if host.role == "office" and host.dept:
-            (paths.host_dir(host.name) / "hosts").write_text(artifacts.office_hosts_file(topo, host.dept, host.name))
+            paths.hosts_file(host.name).parent.mkdir()
+            paths.hosts_file(host.name).write_text(artifacts.office_hosts_file(topo, host.dept, host.name))
 
 
 def _boot_plan(paths: LabPaths, topo: Topology) -> dict[str, Any]:
@@ -279,7 +284,7 @@ def _boot_plan(paths: LabPaths, topo: Topology) -> dict[str, Any]:
         hosts.append({
             "name": host.name, "netns_path": f"/run/netns/{host.netns}", "hostname": host.hostname,
             "srv": str(paths.srv(host.name)), "root": str(paths.root(host.name)),
-            "hosts_file": str(base / "hosts") if host.role == "office" else None,
+            "hosts_file": str(paths.hosts_file(host.name)) if host.role == "office" else None,
             "ip_batch": "\n".join(netns.host_lines(topo, host)) + "\n",
             "sshd_options": sshd.sshd_options(host.address, base / "ssh_host_ed25519_key", base / "sshd.pid"),
             "services": services.get(host.name, []),

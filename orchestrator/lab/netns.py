@@ -18,7 +18,6 @@ from pathlib import Path
 
 from .topology import EXTRANET_IF, Host, Topology
 
-INSTALL_HINT = "apt-get install openssh-server rsync iproute2"
 SBIN = ("/usr/sbin", "/sbin")
 TOOLS = {"ip": "iproute2", "sshd": "openssh-server", "rsync": "rsync", "unshare": "util-linux",
          "nsenter": "util-linux", "mount": "mount", "ssh": "openssh-client"}
@@ -28,28 +27,22 @@ class NetnsError(Exception):
     """A command that builds or removes the lab failed; the message says which and why."""
 
 
-def find_tool(tool: str) -> str | None:
-    found = shutil.which(tool)
-    if found:
-        return found
-    for directory in SBIN:
-        candidate = os.path.join(directory, tool)
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return None
+def find_tool(tool: str, path: str | None = None) -> str | None:
+    """`tool` on PATH or in /usr/sbin, /sbin (often not on a non-login root PATH)."""
+    search = path if path is not None else os.pathsep.join([os.environ.get("PATH", os.defpath), *SBIN])
+    return shutil.which(tool, path=search)
 
 
-def missing_requirements() -> list[str]:
+def missing_requirements(path: str | None = None) -> list[str]:
     """What stops the lab from being built here, as sentences (empty when all is well)."""
     problems = []
     if os.geteuid() != 0:
         problems.append("the lab needs root (network namespaces, mounts): run it as root, e.g. with sudo")
-    missing = sorted(tool for tool in TOOLS if find_tool(tool) is None)
+    missing = sorted(tool for tool in TOOLS if find_tool(tool, path) is None)
     if missing:
-        packages = sorted({TOOLS[t] for t in missing})
-        problems.append(f"missing {', '.join(missing)}: install with `{INSTALL_HINT}`"
-                        + (f" ({', '.join(p for p in packages if p not in INSTALL_HINT)})"
-                           if any(p not in INSTALL_HINT for p in packages) else ""))
+        order = ["openssh-server", "rsync", "iproute2", "openssh-client", "util-linux", "mount"]
+        packages = sorted({TOOLS[t] for t in missing}, key=order.index)
+        problems.append(f"missing {', '.join(missing)}: install with `apt-get install {' '.join(packages)}`")
     if not os.access("/usr/bin/python3", os.X_OK):
         problems.append("missing /usr/bin/python3 (lab hosts run the system python3): apt-get install python3")
     return problems
