@@ -140,6 +140,16 @@ def _network(key: str, value: Any, *, allow_any: bool = False) -> IPv4Network:
     return net
 
 
+def _address(key: str, value: Any) -> IPv4Address:
+    try:
+        address = ip_address(str(value))
+    except ValueError:
+        raise _fail(key, f"{value!r} is not an IPv4 address") from None
+    if not isinstance(address, IPv4Address):
+        raise _fail(key, f"{value!r}: only IPv4 is planned")
+    return address
+
+
 def _networks(raw: Mapping[str, Any], key: str, *, required: bool) -> tuple[IPv4Network, ...]:
     value = raw.get(key)
     if value is None:
@@ -193,7 +203,7 @@ def parse_flavors(value: Any) -> tuple[Flavor, ...]:
         limit = item.get("maxDataGb")
         flavors.append(Flavor(str(item["name"]), _int(f"{key}.vcpus", item.get("vcpus"), 1, 512),
                               _int(f"{key}.ramMb", item.get("ramMb"), 256, 4 * 1024 * 1024),
-                              None if limit is None else float(limit)))
+                              None if limit is None else _int(f"{key}.maxDataGb", limit, 1, 10**7)))
     flavors.sort(key=lambda f: float("inf") if f.max_data_gb is None else f.max_data_gb)
     if flavors[-1].max_data_gb is not None:
         raise _fail("flavors", "the largest flavor must have no maxDataGb, so that every system has a flavor")
@@ -226,7 +236,7 @@ def _segment(index: int, item: Any) -> Segment:
     cidr = _network(f"{key}.cidr", item.get("cidr"))
     if cidr.num_addresses < 8:
         raise _fail(f"{key}.cidr", f"{cidr} is too small for a gateway and router ports (at least /29)")
-    gateway = ip_address(str(item.get("gateway") or cidr.network_address + 1))
+    gateway = _address(f"{key}.gateway", item.get("gateway") or cidr.network_address + 1)
     if gateway not in cidr:
         raise _fail(f"{key}.gateway", f"{gateway} is not in {cidr}")
     return Segment(name, kind, level, city, _int(f"{key}.vlan", item.get("vlan"), 1, 4094), cidr, gateway,  # type: ignore[arg-type]
@@ -285,7 +295,7 @@ def _boundary(raw: Any, segments: Mapping[str, Segment]) -> Boundary:
     segment = raw.get("segment")
     if segment not in segments:
         raise _fail(f"{key}.segment", f"{segment!r} is not one of this stack's segments ({', '.join(segments)})")
-    address = ip_address(str(raw.get("extranetAddress")))
+    address = _address(f"{key}.extranetAddress", raw.get("extranetAddress"))
     seg = segments[segment]
     if address not in seg.cidr or address in (seg.gateway, seg.cidr.network_address, seg.cidr.broadcast_address):
         raise _fail(f"{key}.extranetAddress", f"{address} must be a free host address of {seg.name} {seg.cidr}")

@@ -45,6 +45,13 @@ def test_infra_errors_end_without_a_traceback_under_pulumi() -> None:
      r"VLAN 2100 is used by horizontal-province and vertical-fuzhou"),
     ("provincial-cloud", with_extranet("provincial-cloud", lambda e: e["boundary"]["flows"][0].update(
         **{"from": "0.0.0.0/0"})), r"boundary\.flows\[0\]\.from: '0\.0\.0\.0/0' admits the whole internet"),
+    ("provincial-cloud", with_extranet("provincial-cloud", lambda e: e["boundary"].update(extranetAddress="x")),
+     r"extranet\.boundary\.extranetAddress: 'x' is not an IPv4 address"),
+    ("provincial-cloud", with_extranet("provincial-cloud",
+                                       lambda e: e["boundary"].update(extranetAddress="10.127.0.1")),
+     r"extranetAddress: 10\.127\.0\.1 must be a free host address of horizontal-province"),
+    ("provincial-cloud", {"flavors": [{"name": "a", "vcpus": 2, "ramMb": 4096, "maxDataGb": "big"}, {"name": "b",
+                                       "vcpus": 4, "ramMb": 8192}]}, r"flavors\[0\]\.maxDataGb: 'big' is not a whole"),
     ("municipal-dc-fuzhou", with_extranet("municipal-dc-fuzhou", lambda e: e["segments"][0].update(city="xiamen")),
      r"a municipal-dc-fuzhou stack builds fuzhou's segments only, not horizontal-fuzhou"),
 ])
