@@ -104,18 +104,20 @@ def build_graph(plans: PlanSet) -> StepGraph:
     edges: list[tuple[str, str]] = []
     last_step: dict[str, str] = {}
     for plan in plans.departments.values():
+        dept_id = plan.id
+        deadlines = {"decommission": policy_deadline(plan, "decommission"), "other": policy_deadline(plan, "other")}
         for system in plan.systems:
             kinds = system_steps(system)
             previous = None
-            window = system.cutover.bounds() if system.cutover else None
+            window = system.cutover.bounds() if system.cutover and system.cutover.window else None
             for kind in kinds:
-                sid = step_id(plan.id, system.id, kind)
+                sid = f"{dept_id}/{system.id}:{kind}"
                 steps[sid] = Step(
                     id=sid,
                     kind=kind,  # type: ignore[arg-type]
-                    dept=plan.id,
+                    dept=dept_id,
                     subject=system.id,
-                    deadline=policy_deadline(plan, kind),
+                    deadline=deadlines["decommission" if kind == "decommission" else "other"],
                     size_gb=system.data.size_gb,
                     change_gb=system.data.daily_change_gb,
                     approval=bool(system.cutover and system.cutover.approval) and kind == "cutover",
@@ -125,7 +127,7 @@ def build_graph(plans: PlanSet) -> StepGraph:
                     edges.append((previous, sid))
                 previous = sid
             if previous:
-                last_step[f"{plan.id}/{system.id}"] = previous
+                last_step[f"{dept_id}/{system.id}"] = previous
 
     milestone_nodes: set[str] = set()
     for plan in plans.departments.values():

@@ -130,14 +130,24 @@ class Datacenter(_Strict):
 
 
 DATA_PATH_PATTERN = r"^(/[A-Za-z0-9._-]+)+$"
+MAX_SIZE_GB = 1e8
+"""100 PB: larger sizes are typos, and would overflow the schedule's calendar."""
 
 
 class Data(_Strict):
     path: Annotated[str, StringConstraints(pattern=DATA_PATH_PATTERN)] = Field(
         description="Absolute path of the system's data on its host (letters, digits, . _ - /)."
     )
-    size_gb: float = Field(ge=0)
-    daily_change_gb: float = Field(0.0, ge=0)
+    size_gb: float = Field(ge=0, allow_inf_nan=False)
+    daily_change_gb: float = Field(0.0, ge=0, allow_inf_nan=False)
+
+    @field_validator("size_gb", "daily_change_gb")
+    @classmethod
+    def _plausible_size(cls, value: float) -> float:
+        # Checked here rather than with `le=` so that the published schema.json stays as it is.
+        if value > MAX_SIZE_GB:
+            raise ValueError(f"{value:g} GB is more than any data center holds (at most {MAX_SIZE_GB:g} GB)")
+        return value
 
     @field_validator("path")
     @classmethod
@@ -156,8 +166,11 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text)
     if not match or text in {"P", "PT"} or text.endswith("T"):
         raise ValueError(f"{text!r} is not an ISO 8601 duration such as PT6H")
-    parts = {k: int(v) for k, v in match.groupdict(default="0").items()}
-    return timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"])
+    try:
+        parts = {k: int(v) for k, v in match.groupdict(default="0").items()}
+        return timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"])
+    except (OverflowError, ValueError):
+        raise ValueError(f"{text[:40]!r} is too long a duration") from None
 
 
 def parse_window(text: str) -> tuple[datetime, datetime]:
@@ -167,7 +180,10 @@ def parse_window(text: str) -> tuple[datetime, datetime]:
     if start.tzinfo is None:
         raise ValueError(f"window start {start_text!r} needs a UTC offset, e.g. +08:00")
     if end_text.startswith("P"):
-        end = start + parse_duration(end_text)
+        try:
+            end = start + parse_duration(end_text)
+        except OverflowError:
+            raise ValueError(f"{text[:60]!r} ends after the year 9999") from None
     else:
         end = datetime.fromisoformat(end_text)
         if end.tzinfo is None:

@@ -26,6 +26,103 @@ try:  # libyaml is much faster; the pure-Python loader is the same safe subset.
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeLoader  # type: ignore[assignment]
 
+_TAG = "tag:yaml.org,2002:"
+_STR, _MAP, _SEQ, _MERGE = _TAG + "str", _TAG + "map", _TAG + "seq", _TAG + "merge"
+
+
+class _Fallback(Exception):
+    """The document needs the general constructor (merge keys, recursion, unusual tags)."""
+
+
+class PlanLoader(SafeLoader):  # type: ignore[misc,valid-type]
+    """The safe loader, faster for plans and strict about duplicate keys.
+
+    Builds the same Python data as `SafeLoader` from the composed nodes, but in one direct pass
+    with the implicit-tag resolution cached (a plan repeats the same scalars thousands of times),
+    and records every mapping key that appears twice (`duplicate_keys`: (key, line, first line)),
+    which PyYAML would silently resolve to the last value. Documents with merge keys, recursive
+    aliases or tags other than the core schema's go through the general safe constructor."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._resolved: dict[tuple[Any, ...], str] = {}
+        self.duplicate_keys: list[tuple[Any, int, int]] = []
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        key = (kind, value, implicit)
+        try:
+            return self._resolved[key]
+        except KeyError:
+            tag = self._resolved[key] = super().resolve(kind, value, implicit)
+            return tag
+        except TypeError:  # unhashable arguments: never the case for libyaml, but be safe
+            return super().resolve(kind, value, implicit)
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        memo: dict[int, Any] = {}
+        busy: set[int] = set()
+        scalar_constructors = self.yaml_constructors
+        duplicates: list[tuple[Any, int, int]] = []
+
+        def build(current: yaml.Node) -> Any:
+            tag = current.tag
+            if tag == _STR and type(current) is yaml.ScalarNode:
+                return current.value
+            key = id(current)
+            if key in memo:
+                return memo[key]
+            if key in busy:
+                raise _Fallback
+            kind = type(current)
+            if kind is yaml.ScalarNode:
+                constructor = scalar_constructors.get(tag)
+                if constructor is None or tag in (_TAG + "binary", _TAG + "set", _TAG + "omap", _TAG + "pairs"):
+                    raise _Fallback
+                out = constructor(self, current)
+            elif kind is yaml.MappingNode and tag == _MAP:
+                busy.add(key)
+                out = {}
+                for key_node, value_node in current.value:
+                    if key_node.tag == _MERGE:
+                        raise _Fallback
+                    name = build(key_node)
+                    try:
+                        seen = name in out
+                    except TypeError:
+                        raise yaml.constructor.ConstructorError(
+                            "while constructing a mapping", current.start_mark,
+                            "found unhashable key", key_node.start_mark) from None
+                    if seen:
+                        first = next(k for k, _ in current.value if build(k) == name)
+                        duplicates.append((name, key_node.start_mark.line + 1, first.start_mark.line + 1))
+                    out[name] = build(value_node)
+                busy.discard(key)
+            elif kind is yaml.SequenceNode and tag == _SEQ:
+                busy.add(key)
+                out = [build(child) for child in current.value]
+                busy.discard(key)
+            else:
+                raise _Fallback
+            memo[key] = out
+            return out
+
+        try:
+            data = build(node)
+        except _Fallback:
+            self.duplicate_keys = []
+            return super().construct_document(node)
+        self.duplicate_keys = duplicates
+        return data
+
+
+def _load_yaml(text: str) -> tuple[Any, list[tuple[Any, int, int]]]:
+    """Parse one document safely: (data, duplicate keys)."""
+    loader = PlanLoader(text)
+    try:
+        return loader.get_single_data(), loader.duplicate_keys
+    finally:
+        loader.dispose()
+
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_EXPANDED_NODES = 200_000
 INFRA_FILE_NAMES = ("infra.yaml", "infra.yml")
@@ -67,7 +164,7 @@ class PlanFile:
 
 def _child(node: yaml.Node, key: str | int) -> tuple[yaml.Node, int] | None:
     if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
+        for key_node, value_node in reversed(node.value):  # the last of duplicate keys is the one in effect
             if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(key):
                 # Point at the key for scalars (`host: x`), at the value for collections.
                 if isinstance(value_node, yaml.ScalarNode):
@@ -121,7 +218,11 @@ class PlanSet:
 
 def plan_files(root: Path) -> Iterator[Path]:
     """Department files and infra.yaml: `*.yaml`/`*.yml` directly in `root`, no hidden files."""
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as exc:
+        raise PlansDirectoryError(f"{root}: cannot list the plans directory: {exc.strerror or exc}") from None
+    for entry in entries:
         if entry.name.startswith(".") or not entry.name.endswith((".yaml", ".yml")):
             continue
         yield Path(entry.path)
@@ -135,8 +236,10 @@ def load_plans(root: str | Path) -> PlanSet:
         raise PlansDirectoryError(f"{display_root}: no such plans directory")
     plans = PlanSet(root=root_path)
     seen_files = 0
+    department_files = 0
     for path in plan_files(root_path):
         seen_files += 1
+        department_files += path.name not in INFRA_FILE_NAMES
         display = os.path.join(display_root, path.name)
         source = PlanFile(path=path, display=display)
         plans.by_display[display] = source
@@ -145,7 +248,10 @@ def load_plans(root: str | Path) -> PlanSet:
             continue
         if path.name in INFRA_FILE_NAMES:
             infra = _validate(InfraPlan, data, source, plans.findings)
-            if infra is not None:
+            if infra is not None and plans.infra_file is not None:
+                plans.findings.append(Finding(display, "duplicate-id", f"{plans.infra_file.display} also "
+                                              "defines the milestones: keep one infra file", line=1))
+            elif infra is not None:
                 plans.infra, plans.infra_file = infra, source
             continue
         stem = path.name.rsplit(".", 1)[0]
@@ -170,6 +276,10 @@ def load_plans(root: str | Path) -> PlanSet:
     if seen_files == 0:
         plans.findings.append(
             Finding(display_root, "schema", f"no plan files (*.yaml) in {display_root}", line=1)
+        )
+    elif department_files == 0:
+        plans.findings.append(
+            Finding(display_root, "schema", f"no department plans in {display_root}, only infra.yaml", line=1)
         )
     return plans
 
@@ -200,14 +310,19 @@ def _read(source: PlanFile, findings: list[Finding]) -> Any:
     if "\x00" in source.text:
         return fail("contains NUL bytes; plans are UTF-8 YAML text")
     try:
-        data = yaml.load(source.text, Loader=SafeLoader)  # noqa: S506 - SafeLoader/CSafeLoader
+        data, duplicates = _load_yaml(source.text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         return fail(f"YAML does not parse: {exc.problem or exc}", (mark.line + 1) if mark else 1)
-    except (yaml.YAMLError, RecursionError, ValueError) as exc:
+    except RecursionError:
+        return fail("YAML does not parse: nested too deeply")
+    except (yaml.YAMLError, ValueError) as exc:
         return fail(f"YAML does not parse: {exc}")
     if _ALIAS.search(source.text) and _expanded_size(source) > MAX_EXPANDED_NODES:
         return fail(f"YAML aliases expand to more than {MAX_EXPANDED_NODES} nodes")
+    for key, line, first in duplicates:
+        findings.append(Finding(source.display, "schema", f"duplicate key {key!r} (first on line {first}): "
+                                "YAML would keep only the last value; remove one", line=line))
     if data is None:
         return fail("file is empty: a plan starts with `version: 1`")
     if not isinstance(data, dict):
@@ -254,7 +369,10 @@ def _validate(model: type[Any], data: Any, source: PlanFile, findings: list[Find
                 Finding(source.display, "schema", _schema_message(loc, error), path=_yaml_loc(loc))
             )
         return None
-    except (RecursionError, ValueError, TypeError) as exc:
+    except RecursionError:
+        findings.append(Finding(source.display, "schema", "invalid plan: nested too deeply", line=1))
+        return None
+    except (ValueError, TypeError, ArithmeticError) as exc:
         findings.append(Finding(source.display, "schema", f"invalid plan: {exc}", line=1))
         return None
 

@@ -7,7 +7,7 @@ turns paths into line numbers only for what is reported.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import networkx as nx
@@ -16,7 +16,7 @@ from .findings import Finding
 from .graph import build_graph, system_dependency_graph
 from .model import CENSUS_FIELDS, CITIES
 from .plan import PlanSet
-from .schedule import DurationModel, Schedule, schedule
+from .schedule import DurationModel, Schedule, origin_for, schedule
 
 RULES: dict[str, str] = {
     "schema": "a missing required field, a wrong type or value, an id that breaks the pattern, "
@@ -40,7 +40,7 @@ RULES: dict[str, str] = {
 @dataclass(frozen=True)
 class Options:
     start: date
-    model: DurationModel = DurationModel()
+    model: DurationModel = field(default_factory=DurationModel)
     strict: bool = False
 
 
@@ -67,6 +67,14 @@ def _f(plans: PlanSet, dept: str, rule: str, message: str, *path: str | int,
 
 
 def duplicate_ids(plans: PlanSet) -> Iterator[Finding]:
+    if plans.infra is not None and plans.infra_file is not None:
+        seen_milestones: set[str] = set()
+        for index, milestone in enumerate(plans.infra.milestones):
+            if milestone.id in seen_milestones:
+                yield Finding(plans.infra_file.display, "duplicate-id",
+                              f"milestone id {milestone.id!r} is used twice in infra.yaml",
+                              path=("milestones", index, "id"))
+            seen_milestones.add(milestone.id)
     host_owner: dict[str, str] = {}
     for plan in plans.departments.values():
         for what, items in (("system", plan.systems), ("private network", plan.private_networks)):
@@ -108,14 +116,15 @@ def unknown_references(plans: PlanSet) -> Iterator[Finding]:
         names = {s.id for s in plan.systems}
         for index, system in enumerate(plan.systems):
             if system.host not in hosts:
-                where = f"datacenter.hosts ({', '.join(sorted(hosts))})" if hosts else "a datacenter (the plan has none)"
+                where = (f"datacenter.hosts ({', '.join(sorted(hosts))})" if hosts
+                         else "a datacenter (the plan has none)")
                 yield _f(plans, plan.id, "unknown-reference",
                          f"system {system.id!r}: host {system.host!r} is not in {where}",
                          "systems", index, "host")
             for dep_index, dep in enumerate(system.depends_on):
                 if dep.startswith("infra:"):
                     if dep.removeprefix("infra:") not in plans.milestones:
-                        known = ", ".join(sorted(plans.milestones)) or "none: there is no infra.yaml"
+                        known = ", ".join(sorted(plans.milestones)) or "none: there is no valid infra.yaml"
                         yield _f(plans, plan.id, "unknown-reference",
                                  f"system {system.id!r} depends on {dep!r}, which is not a milestone "
                                  f"in infra.yaml (known: {known})", "systems", index, "depends_on", dep_index)
@@ -136,6 +145,7 @@ def unknown_references(plans: PlanSet) -> Iterator[Finding]:
 
 
 def cycles(plans: PlanSet) -> Iterator[Finding]:
+    yield from _parent_cycles(plans)
     graph = system_dependency_graph(plans)
     for component in nx.strongly_connected_components(graph):
         if len(component) == 1:
@@ -149,6 +159,28 @@ def cycles(plans: PlanSet) -> Iterator[Finding]:
         plan, _ = plans.systems[first]
         index = next(i for i, s in enumerate(plan.systems) if s.id == system)
         yield _f(plans, dept, "cycle", f"dependency cycle: {chain}", "systems", index, "depends_on")
+
+
+def _parent_cycles(plans: PlanSet) -> Iterator[Finding]:
+    """A department that is (through its parents) its own parent: reported once per cycle."""
+    reported: set[str] = set()
+    for start in sorted(plans.departments):
+        chain: list[str] = []
+        current: str | None = start
+        while current is not None and current in plans.departments and current not in chain:
+            chain.append(current)
+            current = plans.departments[current].department.parent
+        if current is None or current not in chain:
+            continue
+        loop = chain[chain.index(current):]
+        if reported & set(loop):
+            continue
+        reported.update(loop)
+        first = min(loop)
+        turn = loop.index(first)
+        ordered = loop[turn:] + loop[:turn]
+        yield _f(plans, first, "cycle", f"parent cycle: {' -> '.join([*ordered, first])}: a department "
+                 "cannot own itself; fix department.parent", "department", "parent")
 
 
 def classified_excluded(plans: PlanSet) -> Iterator[Finding]:
@@ -281,6 +313,25 @@ def _step_finding(plans: PlanSet, dept: str, subject: str, kind: str, rule: str,
     return Finding(plans.file_of(dept), rule, message, severity, path)  # type: ignore[arg-type]
 
 
+LAST_DAY = date(9999, 12, 30)
+
+
+def _beyond_calendar(plans: PlanSet, sched: Schedule) -> Finding | None:
+    """A schedule that ends after the calendar does (absurd sizes, windows or bandwidth) cannot be
+    shown in dates: one `deadline` error at the first step that runs past it, and no schedule."""
+    horizon = (origin_for(LAST_DAY) - sched.origin).total_seconds()
+    if sched.makespan <= horizon:
+        return None
+    timing = min((t for t in sched.timings.values() if t.finish > horizon), key=lambda t: (t.start, t.step.id))
+    step = timing.step
+    if step.kind == "milestone":
+        return Finding(plans.infra_file.display if plans.infra_file else "infra.yaml", "deadline",
+                       f"{step.id} is due after the year 9999", "error", ("milestones",))
+    return _step_finding(plans, step.dept, step.subject, step.kind, "deadline",
+                         f"{step.id} would finish after the year 9999 (it takes {timing.duration / 86400:.0f} "
+                         "days): check data sizes, cutover windows and --bandwidth", "error")
+
+
 def validate(plans: PlanSet, options: Options) -> Validation:
     """All findings at once: loading, structure, then the schedule (when the graph is sound)."""
     findings = list(plans.findings)
@@ -289,7 +340,12 @@ def validate(plans: PlanSet, options: Options) -> Validation:
     sched = None
     if not any(f.rule == "cycle" for f in findings) and plans.departments:
         sched = schedule(build_graph(plans), options.start, options.model)
-        findings.extend(schedule_findings(plans, sched, options.strict))
+        beyond = _beyond_calendar(plans, sched)
+        if beyond is not None:
+            findings.append(beyond)
+            sched = None
+        else:
+            findings.extend(schedule_findings(plans, sched, options.strict))
     plans.resolve_lines(findings)
     findings.sort(key=lambda f: (f.file, f.line or 1, f.rule, f.message))
     return Validation(findings, sched)

@@ -22,7 +22,8 @@ def _hours(seconds: float) -> str:
 
 
 def _when(sched: Schedule, seconds: float) -> str:
-    return sched.at(seconds).strftime("%Y-%m-%d %H:%M")
+    """`YYYY-MM-DD HH:MM` at +08:00 (isoformat is several times faster than strftime)."""
+    return sched.at(seconds).isoformat(" ", "minutes")[:16]
 
 
 def _ordered(sched: Schedule) -> list[Timing]:
@@ -37,8 +38,7 @@ def _flags(sched: Schedule, timing: Timing) -> list[str]:
         flags.append("approval")
     if timing.window_problem:
         flags.append(f"window: {timing.window_problem}")
-    deadline = timing.step.deadline
-    if deadline and timing.step.kind != "milestone" and sched.finish_date(timing.step.id) > deadline:
+    if sched.is_late(timing):
         flags.append("late")
     return flags
 
@@ -58,40 +58,42 @@ def summary(sched: Schedule) -> dict[str, object]:
     }
 
 
+TEXT_COLUMNS = ("step", "start (+08:00)", "finish", "takes", "slack", "deadline", "notes")
+
+
+def _text_table(title: str, rows: list[tuple[str, ...]]) -> list[str]:
+    """A plain fixed-width table: fast for tens of thousands of rows, greppable, no colour."""
+    widths = [max(len(TEXT_COLUMNS[i]), *(len(row[i]) for row in rows)) for i in range(len(TEXT_COLUMNS) - 1)]
+    pattern = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
+    lines = [title, pattern.format(*TEXT_COLUMNS).rstrip(), "  ".join("-" * w for w in [*widths, 5])]
+    lines.extend(pattern.format(*row).rstrip() for row in rows)
+    lines.append("")
+    return lines
+
+
 def render_text(sched: Schedule) -> str:
-    from io import StringIO
-
-    from rich.console import Console
-    from rich.table import Table
-
-    buffer = StringIO()
-    console = Console(file=buffer, width=140, no_color=True, force_terminal=False)
-    by_wave: dict[int, list[Timing]] = {}
-    for timing in _ordered(sched):
-        by_wave.setdefault(timing.wave, []).append(timing)
-    for wave, timings in by_wave.items():
-        table = Table(title=f"Wave {wave}", title_justify="left", expand=False)
-        for column in ("step", "start (+08:00)", "finish", "takes", "slack", "deadline", "notes"):
-            table.add_column(column, no_wrap=column != "notes")
-        for t in timings:
-            table.add_row(
-                t.step.id,
-                _when(sched, t.start),
-                _when(sched, t.finish),
-                _hours(t.duration),
-                _hours(t.slack),
-                t.step.deadline.isoformat() if t.step.deadline else "",
-                ", ".join(_flags(sched, t)),
-            )
-        console.print(table)
+    by_wave: dict[int, list[tuple[str, ...]]] = {}
+    for t in _ordered(sched):
+        by_wave.setdefault(t.wave, []).append((
+            t.step.id,
+            _when(sched, t.start),
+            _when(sched, t.finish),
+            _hours(t.duration),
+            _hours(t.slack),
+            t.step.deadline.isoformat() if t.step.deadline else "",
+            ", ".join(_flags(sched, t)),
+        ))
+    lines: list[str] = []
+    for wave, rows in by_wave.items():
+        lines += _text_table(f"Wave {wave}", rows)
     info = summary(sched)
-    console.print(
+    lines.append(
         f"{info['steps']} steps in {info['waves']} waves; finish {_when(sched, sched.makespan)} "
         f"(+08:00) after {_hours(sched.makespan)}; {info['late_steps']} steps late; "
         f"bandwidth {sched.model.bandwidth_gbit:g} Gbit/s, {sched.model.parallel} transfers at once"
     )
-    console.print("critical path: " + " -> ".join(sched.critical_path))
-    return buffer.getvalue()
+    lines.append("critical path: " + " -> ".join(sched.critical_path))
+    return "\n".join(lines) + "\n"
 
 
 def to_json_data(sched: Schedule) -> dict[str, object]:
@@ -109,7 +111,7 @@ def to_json_data(sched: Schedule) -> dict[str, object]:
             "duration_hours": round(t.duration / 3600, 4),
             "slack_hours": round(t.slack / 3600, 4) if t.slack != float("inf") else None,
             "deadline": step.deadline.isoformat() if step.deadline else None,
-            "late": "late" in _flags(sched, t),
+            "late": sched.is_late(t),
             "critical": t.critical,
             "approval": step.approval,
             "window": [w.isoformat() for w in step.window] if step.window else None,
@@ -120,7 +122,13 @@ def to_json_data(sched: Schedule) -> dict[str, object]:
 
 
 def render_json(sched: Schedule) -> str:
-    return json.dumps(to_json_data(sched), ensure_ascii=False, indent=2) + "\n"
+    """The summary indented, then one step per line: json's C encoder only runs without
+    `indent`, and a line per step keeps the output diffable and greppable."""
+    data = to_json_data(sched)
+    summary_text = json.dumps(data["summary"], ensure_ascii=False, indent=2).replace("\n", "\n  ")
+    steps = ",\n    ".join(json.dumps(step, ensure_ascii=False) for step in data["steps"])  # type: ignore[attr-defined]
+    body = f"\n    {steps}\n  " if steps else ""
+    return f'{{\n  "summary": {summary_text},\n  "steps": [{body}]\n}}\n'
 
 
 def render_markdown(sched: Schedule) -> str:
@@ -149,7 +157,9 @@ def render_markdown(sched: Schedule) -> str:
 
 
 def _mermaid_id(step_id: str) -> str:
-    return "s_" + "".join(c if c.isalnum() else "_" for c in step_id)
+    """A Mermaid task id, distinct for distinct step ids ('-' -> '_', '/' -> '__', ':' -> '___'
+    would not be: ids may contain '--'), so escape '_' itself and use letters for the separators."""
+    return "s_" + step_id.replace("_", "_u").replace("-", "_h").replace("/", "_s").replace(":", "_c")
 
 
 def render_mermaid(sched: Schedule) -> str:
@@ -212,4 +222,4 @@ def render(sched: Schedule, fmt: str) -> str:
     return RENDERERS[fmt](sched)
 
 
-__all__ = ["FORMATS", "render", "summary", "to_json_data", "datetime"]
+__all__ = ["FORMATS", "datetime", "render", "summary", "to_json_data"]

@@ -92,16 +92,41 @@ class Schedule:
     def finish_date(self, step_id: str) -> date:
         return self.at(self.timings[step_id].finish).date()
 
+    def deadline_end(self, deadline: date) -> float:
+        """Seconds from the origin to the end of `deadline` (00:00 +08:00 the day after)."""
+        if deadline >= date.max:
+            return INF
+        return (origin_for(deadline + timedelta(days=1)) - self.origin).total_seconds()
+
+    def late_steps(self) -> frozenset[str]:
+        """Ids of the steps whose earliest finish falls after their deadline, computed once: the
+        same test as `finish_date(step) > deadline`, without building a datetime per step."""
+        cached = self.__dict__.get("_late")
+        if cached is not None:
+            return cached
+        ends: dict[date, float] = {}
+        late = set()
+        for sid, timing in self.timings.items():
+            deadline = timing.step.deadline
+            if deadline is None or timing.step.kind == "milestone":
+                continue
+            end = ends.get(deadline)
+            if end is None:
+                end = ends[deadline] = self.deadline_end(deadline)
+            finish = timing.finish
+            if finish >= end + 1 or (finish > end - 1 and self.finish_date(sid) > deadline):
+                late.add(sid)
+        self.__dict__["_late"] = result = frozenset(late)
+        return result
+
+    def is_late(self, timing: Timing) -> bool:
+        """The step finishes after its policy deadline (milestones never are)."""
+        return timing.step.id in self.late_steps()
+
     def deadline_misses(self) -> list[Timing]:
         """Steps whose earliest finish falls after their policy deadline (end of that day)."""
-        out = []
-        for timing in self.timings.values():
-            deadline = timing.step.deadline
-            if timing.step.kind == "milestone" or deadline is None:
-                continue
-            if self.finish_date(timing.step.id) > deadline:
-                out.append(timing)
-        return out
+        late = self.late_steps()
+        return [timing for sid, timing in self.timings.items() if sid in late]
 
 
 def origin_for(start: date) -> datetime:
@@ -110,17 +135,24 @@ def origin_for(start: date) -> datetime:
 
 
 def schedule(steps: StepGraph, start: date, model: DurationModel | None = None) -> Schedule:
-    """Resource- and window-constrained earliest schedule. The graph must be acyclic."""
+    """Resource- and window-constrained earliest schedule. The graph must be acyclic.
+
+    Works on plain adjacency lists and float seconds (no per-step datetime work): province-scale
+    plan sets have tens of thousands of steps."""
     model = model or DurationModel()
     graph = steps.graph
+    step_of = steps.steps
     origin = origin_for(start)
+    succ: dict[str, list[str]] = {n: list(nbrs) for n, nbrs in graph.succ.items()}
+    pred: dict[str, list[str]] = {n: list(nbrs) for n, nbrs in graph.pred.items()}
     order = list(nx.topological_sort(graph))
-    duration = {n: model.duration(steps.steps[n]) for n in order}
+    duration = {n: model.duration(step_of[n]) for n in order}
 
     # Critical-path priority: the longest chain of work from each step to the end.
     tail: dict[str, float] = {}
     for node in reversed(order):
-        tail[node] = duration[node] + max((tail[s] for s in graph.successors(node)), default=0.0)
+        after = succ[node]
+        tail[node] = duration[node] + (max([tail[s] for s in after]) if after else 0.0)
 
     def window_bounds(step: Step) -> tuple[float, float] | None:
         if step.window is None:
@@ -134,29 +166,33 @@ def schedule(steps: StepGraph, start: date, model: DurationModel | None = None) 
             if step.ready_on == date.min:
                 return 0.0
             return max(0.0, (origin_for(step.ready_on) - origin).total_seconds())
+        if step.window is None:
+            return 0.0
         bounds = window_bounds(step)
         return max(0.0, bounds[0]) if bounds else 0.0
 
-    waiting = {n: graph.in_degree(n) for n in order}
-    ready_at: dict[str, float] = {n: 0.0 for n in order}
+    waiting = {n: len(pred[n]) for n in order}
+    ready_at: dict[str, float] = dict.fromkeys(order, 0.0)
     release: list[tuple[float, int, str]] = []
     queue: list[tuple[int, float, int, str]] = []
     running: list[tuple[float, int, str]] = []
     timings: dict[str, Timing] = {}
+    is_transfer = {n: step_of[n].kind in TRANSFER_KINDS for n in order}
     seq = 0
     free_slots = max(1, model.parallel)
+    heappush, heappop = heapq.heappush, heapq.heappop
 
     def push_release(node: str) -> None:
         nonlocal seq
         seq += 1
-        heapq.heappush(release, (max(ready_at[node], earliest(steps.steps[node])), seq, node))
+        heappush(release, (max(ready_at[node], earliest(step_of[node])), seq, node))
 
     def begin(node: str, now: float) -> None:
         nonlocal seq
-        step = steps.steps[node]
-        timings[node] = Timing(step, 0, duration[node], now, now + duration[node])
+        took = duration[node]
+        timings[node] = Timing(step_of[node], 0, took, now, now + took)
         seq += 1
-        heapq.heappush(running, (now + duration[node], seq, node))
+        heappush(running, (now + took, seq, node))
 
     for node in order:
         if waiting[node] == 0:
@@ -164,24 +200,25 @@ def schedule(steps: StepGraph, start: date, model: DurationModel | None = None) 
     now = 0.0
     while release or queue or running:
         while running and running[0][0] <= now:
-            _, _, done = heapq.heappop(running)
-            if steps.steps[done].kind in TRANSFER_KINDS:
+            _, _, done = heappop(running)
+            if is_transfer[done]:
                 free_slots += 1
-            for succ in graph.successors(done):
-                ready_at[succ] = max(ready_at[succ], timings[done].finish)
-                waiting[succ] -= 1
-                if waiting[succ] == 0:
-                    push_release(succ)
+            finished = timings[done].finish
+            for nxt in succ[done]:
+                if ready_at[nxt] < finished:
+                    ready_at[nxt] = finished
+                waiting[nxt] -= 1
+                if waiting[nxt] == 0:
+                    push_release(nxt)
         while release and release[0][0] <= now:
-            _, _, node = heapq.heappop(release)
-            step = steps.steps[node]
-            if step.kind in TRANSFER_KINDS:
+            _, _, node = heappop(release)
+            if is_transfer[node]:
                 seq += 1
-                heapq.heappush(queue, (0 if step.window else 1, -tail[node], seq, node))
+                heappush(queue, (0 if step_of[node].window else 1, -tail[node], seq, node))
             else:
                 begin(node, now)
         while queue and free_slots > 0:
-            _, _, _, node = heapq.heappop(queue)
+            _, _, _, node = heappop(queue)
             free_slots -= 1
             begin(node, now)
         # Both heads lie in the future here: whatever was due at `now` has been handled.
@@ -192,24 +229,34 @@ def schedule(steps: StepGraph, start: date, model: DurationModel | None = None) 
     makespan = max((t.finish for t in timings.values()), default=0.0)
 
     # Window checks and backward pass (latest finish bounded by windows).
-    latest_finish: dict[str, float] = {}
+    latest_start: dict[str, float] = {}
     for node in reversed(order):
         timing = timings[node]
-        lf = min((latest_finish[s] - duration[s] for s in graph.successors(node)), default=makespan)
-        bounds = window_bounds(timing.step)
-        if bounds:
+        after = succ[node]
+        lf = min([latest_start[s] for s in after]) if after else makespan
+        if timing.step.window is not None:
+            bounds = window_bounds(timing.step)
+            assert bounds is not None
             lf = min(lf, bounds[1])
             if timing.start > bounds[1] or timing.start < bounds[0]:
                 timing.window_problem = "cannot start inside its window"
             elif timing.finish > bounds[1]:
                 timing.window_problem = "does not fit its window"
-        latest_finish[node] = lf
+        latest_start[node] = lf - duration[node]
         timing.slack = lf - timing.finish
 
-    waves = [sorted(generation) for generation in nx.topological_generations(graph)]
-    for index, generation in enumerate(waves, start=1):
-        for node in generation:
-            timings[node].wave = index
+    # Waves: topological generations (a step's wave is one more than its latest predecessor's).
+    wave_of: dict[str, int] = {}
+    for node in order:
+        before = pred[node]
+        wave = 1 + max([wave_of[p] for p in before]) if before else 1
+        wave_of[node] = wave
+        timings[node].wave = wave
+    waves: list[list[str]] = [[] for _ in range(max(wave_of.values(), default=0))]
+    for node, wave in wave_of.items():
+        waves[wave - 1].append(node)
+    for generation in waves:
+        generation.sort()
 
     critical: list[str] = []
     if timings:
@@ -218,7 +265,7 @@ def schedule(steps: StepGraph, start: date, model: DurationModel | None = None) 
             critical.append(node)
             timings[node].critical = True
             start = timings[node].start
-            binding = [p for p in graph.predecessors(node) if abs(timings[p].finish - start) < 1e-6]
+            binding = [p for p in pred[node] if abs(timings[p].finish - start) < 1e-6]
             node = max(binding, key=lambda p: (timings[p].duration, p)) if binding else None
         critical.reverse()
     return Schedule(origin, model, timings, steps, critical, makespan, waves)

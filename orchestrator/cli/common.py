@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import os
 import sys
+from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
@@ -26,6 +29,20 @@ def color_disabled() -> bool:
 
 def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, no_color=color_disabled(), highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a command builds large acyclic structures
+    (YAML documents, models, graphs of tens of thousands of steps): its full collections would
+    otherwise rescan everything built so far, again and again. Restores the previous state."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def today_cst() -> date:

@@ -13,6 +13,7 @@ from .common import (
     add_format,
     console,
     date_arg,
+    gc_paused,
     positive_float,
     positive_int,
     print_json,
@@ -96,7 +97,8 @@ def _summary_line(plans: Any, result: Any) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    plans, result = load_and_validate(args)
+    with gc_paused():
+        plans, result = load_and_validate(args)
     if args.format == "json":
         print_json({
             "valid": not result.errors,
@@ -114,8 +116,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from ..render import render
 
-    plans, result = load_and_validate(args)
-    if result.errors or result.schedule is None:
+    with gc_paused():
+        plans, result = load_and_validate(args)
+        text = None if result.errors or result.schedule is None else render(result.schedule, args.format)
+    if text is None:
         _print_findings(result, stderr=True)
         console(stderr=True).print("no schedule: " + _summary_line(plans, result), markup=False)
         return 1
@@ -123,7 +127,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         console(stderr=True).print(
             f"{len(result.warnings)} warnings (run 'fjmig validate' for them)", style="yellow", markup=False
         )
-    write_output(render(result.schedule, args.format), args.output)
+    write_output(text, args.output)
     return 0
 
 
