@@ -21,7 +21,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from .graph import build_graph
     from .inventory import load_inventory
     from .journal import Journal
-    from .lab import lab_down, lab_up
+    from .lab import LabError, lab_down, lab_up
 
     out = console()
     plans = _load_valid_plans(args.plans)
@@ -40,7 +40,10 @@ def run_demo(args: argparse.Namespace) -> int:
     lab_kwargs: dict[str, Any] = {}
     if args.scale is not None:
         lab_kwargs["scale_mb_per_gb"] = args.scale
-    lab_up(plans, lab_dir, **lab_kwargs)
+    try:
+        lab_up(plans, lab_dir, **lab_kwargs)
+    except LabError as exc:
+        raise UserError(str(exc)) from None
     try:
         out.print(f"lab up in {time.monotonic() - started:.1f} s; state in {lab_dir}", markup=False)
         graph = build_graph(plans)
@@ -73,11 +76,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _write_report(plans_dir: str, journal_path: Path, state: Path) -> Path | None:
-    """The compliance report after the run (HTML), if the report module is available."""
-    try:
-        from .report import write_report  # type: ignore[attr-defined]
-    except ImportError:
-        return None
+    """The compliance report after the run, as a self-contained HTML page."""
+    from .cli import main
+
     target = state / "report.html"
-    write_report(plans_dir, journal_path, target)
-    return target
+    status = main(["report", plans_dir, "--journal", str(journal_path), "--format", "html", "-o", str(target)])
+    return target if status == 0 and target.exists() else None

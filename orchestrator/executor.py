@@ -26,7 +26,7 @@ from .inventory import Inventory
 from .jobs import Job, JobError, build_job
 from .journal import Journal, operator_name
 from .plan import PlanSet
-from .runner import JobResult, RunnerConfig, close_control_masters, new_control_dir, run_job
+from .runner import JobResult, RunnerConfig, close_control_masters, new_control_dir, reap_orphans, run_job
 
 KIND_RANK = {"milestone": 0, "presync": 1, "decommission": 1, "cutover": 2, "verify": 3, "share": 4,
              "retire": 5, "close": 6}
@@ -107,7 +107,8 @@ class Executor:
         self.cancel.set()
 
     def _emit(self, kind: str, step_id: str | None = None, **kw: Any) -> None:
-        self.on_event(Event(kind, step_id, kw.pop("state", None), kw.pop("message", None), kw))
+        data = kw.pop("data", {})
+        self.on_event(Event(kind, step_id, kw.pop("state", None), kw.pop("message", None), {**data, **kw}))
 
     def run(self) -> RunSummary:
         opts = self.options
@@ -119,6 +120,9 @@ class Executor:
         if self.journal.took_over:
             self.journal.note(run_id, "lock-takeover", {"previous": self.journal.took_over})
         stale = self.journal.interrupt_stale(run_id)
+        reaped = reap_orphans(opts.work_dir)
+        if reaped:
+            self.journal.note(run_id, "reaped", {"process_groups": reaped})
         records = self.journal.step_records()
         approvals = self.journal.approvals()
         done = {s for s, r in records.items() if r.state == "succeeded"}
@@ -132,6 +136,8 @@ class Executor:
         todo = {s for s in selected if s not in done}
         failed: set[str] = set()
         control_dir = new_control_dir()
+        opts.work_dir.mkdir(parents=True, exist_ok=True)
+        (opts.work_dir / f"control-{run_id}").write_text(str(control_dir))
         config = RunnerConfig(
             inventory=self.inventory.path, playbooks_dir=opts.playbooks_dir or RunnerConfig.playbooks_dir,
             work_dir=opts.work_dir, log_dir=opts.log_dir, check=opts.check, control_dir=control_dir,
@@ -194,6 +200,7 @@ class Executor:
             pool.shutdown(wait=True)
             close_control_masters(control_dir)
             shutil.rmtree(control_dir, ignore_errors=True)
+            (opts.work_dir / f"control-{run_id}").unlink(missing_ok=True)
 
         for step_id in todo - set(states) - done:
             # Never started: held back by something outside this run's selection.

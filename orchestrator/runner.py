@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -68,6 +69,64 @@ def _envvars(control_dir: Path, config: RunnerConfig) -> dict[str, str]:
     return env
 
 
+WRAPPER = """#!{python}
+# fjmig: records the playbook's process group so that a later run can reap it if fjmig dies.
+import os, sys
+job = os.environ.get("FJMIG_JOB_DIR")
+if job:
+    with open(os.path.join(job, "pgid"), "w") as handle:
+        handle.write(str(os.getpgid(0)))
+os.execvp("ansible-playbook", ["ansible-playbook", *sys.argv[1:]])
+"""
+
+
+def playbook_wrapper(work_dir: Path) -> Path:
+    """The `binary` ansible-runner starts instead of ansible-playbook (see WRAPPER)."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    path = work_dir / "ansible-playbook-wrapper"
+    text = WRAPPER.format(python=sys.executable)
+    if not path.exists() or path.read_text() != text:
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(text)
+        tmp.chmod(0o700)
+        os.replace(tmp, path)
+    return path
+
+
+def reap_orphans(work_dir: Path) -> list[int]:
+    """Kill what a dead fjmig left running: the process groups of its playbooks (recorded by the
+    wrapper) and its SSH ControlPersist masters; delete their job dirs (they hold runner's
+    environment artifact). Only call while holding the journal lock."""
+    killed = []
+    if not work_dir.is_dir():
+        return killed
+    for job_dir in work_dir.glob("job-*"):
+        pgid_file = job_dir / "pgid"
+        with contextlib.suppress(OSError, ValueError):
+            pgid = int(pgid_file.read_text().strip())
+            if pgid > 1 and _is_ansible_group(pgid):
+                os.killpg(pgid, signal.SIGKILL)
+                killed.append(pgid)
+        shutil.rmtree(job_dir, ignore_errors=True)
+    for record in work_dir.glob("control-*"):
+        with contextlib.suppress(OSError):
+            control_dir = Path(record.read_text().strip())
+            if control_dir.name.startswith("fjcp-"):
+                close_control_masters(control_dir)
+                shutil.rmtree(control_dir, ignore_errors=True)
+            record.unlink()
+    return killed
+
+
+def _is_ansible_group(pgid: int) -> bool:
+    """The group leader is still an ansible-playbook (pids are reused: never kill a stranger)."""
+    try:
+        cmdline = Path(f"/proc/{pgid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(b"ansible-playbook" in part for part in cmdline[:3])
+
+
 def new_control_dir() -> Path:
     """A short private directory for ControlPath sockets (unix socket paths are ~104 bytes)."""
     return Path(tempfile.mkdtemp(prefix="fjcp-", dir="/tmp"))
@@ -93,6 +152,12 @@ def run_job(job: Job, config: RunnerConfig, cancel: threading.Event) -> JobResul
     control_dir = config.control_dir or new_control_dir()
     os.chmod(job_dir, 0o700)
     (job_dir / "env").mkdir()
+    # Extra vars go in env/extravars (0600), not on the command line where `ps` shows them.
+    extravars = job_dir / "env" / "extravars"
+    extravars.touch(mode=0o600)
+    extravars.write_text(json.dumps(job.extravars, ensure_ascii=False))
+    env = _envvars(control_dir, config)
+    env["FJMIG_JOB_DIR"] = str(job_dir.resolve())
     (job_dir / "env" / "settings").write_text(json.dumps({
         "pexpect_timeout": 1,
         "suppress_ansible_output": True,
@@ -122,9 +187,10 @@ def run_job(job: Job, config: RunnerConfig, cancel: threading.Event) -> JobResul
             project_dir=str(config.playbooks_dir),
             playbook=job.playbook,
             inventory=str(config.inventory.resolve()),
-            extravars=job.extravars,
-            envvars=_envvars(control_dir, config),
-            cmdline="--check" if config.check else None,
+            envvars=env,
+            # With `binary`, runner appends no playbook: it goes in cmdline (a known, safe name).
+            binary=str(playbook_wrapper(config.work_dir).resolve()),
+            cmdline=("--check " if config.check else "") + job.playbook,
             quiet=True,
             verbosity=config.verbosity or None,
             cancel_callback=cancel.is_set,

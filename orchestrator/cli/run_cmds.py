@@ -206,9 +206,9 @@ class _Reporter:
             changed = event.data.get("changed")
             if event.state == "succeeded" and changed is not None:
                 extra = f" ({changed} changed)"
-            self._line(f"{event.state:<7}{event.step_id}{extra}", style=style)
+            self._line(f"{event.state:<10}{event.step_id}{extra}", style=style)
         elif event.kind in ("step-held", "step-blocked", "step-retry"):
-            self._line(f"{event.kind.removeprefix('step-'):<7}{event.step_id}: {event.message}", style="yellow")
+            self._line(f"{event.kind.removeprefix('step-'):<10}{event.step_id}: {event.message}", style="yellow")
         elif event.kind == "run-finished":
             self._line(f"run {event.data['run_id']} {event.state}")
         if self.progress:

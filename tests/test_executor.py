@@ -1,0 +1,389 @@
+"""The executor end to end on the real lab: sshd in network namespaces, ansible-runner, rsync.
+
+Most tests use the small plan set in tests/fixtures/mini (two departments, 16 steps) on a lab of
+their own; one migrates the shipped plans in full.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import main
+from orchestrator.journal import Journal
+
+from conftest import PLANS, ROOT
+
+MINI = ROOT / "tests" / "fixtures" / "mini"
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (network namespaces)"),
+]
+
+
+@contextlib.contextmanager
+def _lab(plans: Path, state: Path, name: str, index: int, scale: float | None = None) -> Iterator[Path]:
+    from orchestrator.lab import running_lab
+
+    kwargs = {} if scale is None else {"scale": scale}
+    with running_lab(plans, state, name=name, index=index, **kwargs):
+        yield state
+
+
+@pytest.fixture
+def mini_lab(tmp_path: Path) -> Iterator[Path]:
+    with _lab(MINI, tmp_path / "lab", "fjex", 1) as lab:
+        yield lab
+
+
+def fjmig(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real command line, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=900, env={**os.environ, "NO_COLOR": "1"}, check=False)
+
+
+def run(lab: Path, journal: Path, *extra: str, plans: Path = MINI) -> subprocess.CompletedProcess[str]:
+    return fjmig("run", str(plans), "--lab", str(lab), "--journal", str(journal), *extra)
+
+
+def approve_all(journal: Path, plans: Path = MINI) -> None:
+    from orchestrator.graph import build_graph
+    from orchestrator.plan import load_plans
+
+    with Journal.open(journal) as j:
+        for step in build_graph(load_plans(plans)).steps.values():
+            if step.approval:
+                j.approve(step.id, "tester")
+
+
+def manifest(lab: Path) -> dict[str, dict]:
+    return json.loads((lab / "seed-manifest.json").read_text())
+
+
+def outputs(lab: Path) -> dict:
+    return json.loads((lab / "outputs.json").read_text())
+
+
+def host_path(lab: Path, host: str, path: str) -> Path:
+    """A file as the lab host `host` sees it (its own /srv and /root)."""
+    return lab / "hosts" / host / path.lstrip("/")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_moved(lab: Path, gid: str) -> None:
+    entry = manifest(lab)[gid]
+    target = outputs(lab)["targets"][gid]["host"]
+    root = host_path(lab, target, entry["path"])
+    assert root.is_dir(), f"{gid}: nothing at {entry['path']} on {target}"
+    found = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+    assert found == set(entry["files"]), f"{gid}: file list differs on {target}"
+    for rel, meta in entry["files"].items():
+        assert sha256(root / rel) == meta["sha256"], f"{gid}: {rel} differs on {target}"
+
+
+def http_get(address: str, port: int, path: str = "/", timeout: float = 3) -> bytes:
+    with urllib.request.urlopen(f"http://{address}:{port}{path}", timeout=timeout) as response:  # noqa: S310
+        return response.read()
+
+
+def events(journal: Path, step_id: str, state: str) -> int:
+    conn = sqlite3.connect(journal)
+    rows = conn.execute("SELECT data FROM events WHERE step_id = ? AND kind = 'step'", (step_id,)).fetchall()
+    conn.close()
+    return sum(1 for (data,) in rows if json.loads(data)["state"] == state)
+
+
+def states(journal: Path) -> dict[str, str]:
+    with Journal.open(journal, readonly=True) as j:
+        return {k: r.state for k, r in j.step_records().items()}
+
+
+# -- full migration ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_full_migration_of_the_shipped_plans(tmp_path: Path) -> None:
+    with _lab(PLANS, tmp_path / "lab", "fjexf", 2) as lab:
+        journal = tmp_path / "journal.db"
+        approve_all(journal, PLANS)
+        result = run(lab, journal, "--parallel", "4", plans=PLANS)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+        out = outputs(lab)
+        for gid in out["targets"]:
+            assert_moved(lab, gid)
+        from orchestrator.plan import load_plans
+
+        plans = load_plans(PLANS)
+        for gid, (_plan, system) in plans.systems.items():
+            if system.status == "zombie":
+                dept, name = gid.split("/")
+                archive_host = out["archives"][dept]["host"]
+                archive = host_path(lab, archive_host, f"/srv/archive/{dept}/{name}.tar.gz")
+                recorded = archive.with_name(archive.name + ".sha256").read_text().split()[0]
+                assert sha256(archive) == recorded
+                with tarfile.open(archive) as tar:
+                    names = {m.name.removeprefix("./") for m in tar.getmembers() if m.isfile()}
+                assert names == set(manifest(lab)[gid]["files"])
+        assert all(s == "succeeded" for s in states(journal).values())
+        assert fjmig("journal", "verify", "--journal", str(journal)).returncode == 0
+
+        # A second run has nothing to do and runs nothing.
+        before = len(Journal.open(journal, readonly=True).events())
+        again = run(lab, journal, plans=PLANS)
+        assert again.returncode == 0, again.stdout + again.stderr
+        after = Journal.open(journal, readonly=True).events()
+        assert [e["kind"] for e in after[before:]] == ["run-started", "run-finished"]
+
+
+# -- idempotency, check mode, approvals -------------------------------------------------------
+
+
+def test_second_full_run_changes_nothing(mini_lab: Path, tmp_path: Path) -> None:
+    first = tmp_path / "first.db"
+    approve_all(first)
+    assert run(mini_lab, first).returncode == 0
+    # A fresh journal reruns every playbook against the migrated lab: nothing may change.
+    second = tmp_path / "second.db"
+    approve_all(second)
+    result = run(mini_lab, second)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with Journal.open(second, readonly=True) as j:
+        changed = {k: r.stats["changed"] for k, r in j.step_records().items()}
+    assert len(changed) == 15
+    assert all(count == 0 for count in changed.values()), changed
+
+
+def test_check_mode_changes_nothing(mini_lab: Path, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.db"
+    office_hosts = host_path(mini_lab, "office-t-hub", "/etc/hosts")
+    hosts_before = office_hosts.read_text() if office_hosts.exists() else None
+    result = run(mini_lab, journal, "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for gid, target in outputs(mini_lab)["targets"].items():
+        data = host_path(mini_lab, target["host"], manifest(mini_lab)[gid]["path"])
+        assert not data.exists() or not any(data.iterdir()), f"check mode copied data to {target['host']}"
+    if hosts_before is not None:
+        assert office_hosts.read_text() == hosts_before
+    assert states(journal) == {}  # check mode records no step state
+    registry = outputs(mini_lab)["services"]["t-hub/registry"]
+    assert http_get(_source_address(mini_lab, "hub-app01"), registry["port"])
+
+
+def _source_address(lab: Path, host: str) -> str:
+    import yaml
+
+    inventory = yaml.safe_load((lab / "inventory.yml").read_text())
+
+    def find(group: dict) -> str | None:
+        if host in (group.get("hosts") or {}):
+            return (group["hosts"][host] or {}).get("ansible_host")
+        for child in (group.get("children") or {}).values():
+            found = find(child or {})
+            if found:
+                return found
+        return None
+
+    address = find(inventory["all"])
+    assert address, f"{host} not in the lab inventory"
+    return address
+
+
+def test_approval_gate_holds_then_passes(mini_lab: Path, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.db"
+    held = run(mini_lab, journal)
+    assert held.returncode == 3, held.stdout + held.stderr
+    assert states(journal)["t-hub/archive:cutover"] == "held"
+    assert states(journal)["t-hub/archive:presync"] == "succeeded"
+    assert "fjmig approve t-hub/archive" in held.stdout
+    status = fjmig("status", str(MINI), "--journal", str(journal), "--format", "json")
+    hub = json.loads(status.stdout)["departments"]["t-hub"]
+    assert [h["step"] for h in hub["held"]] == ["t-hub/archive:cutover"]
+
+    approved = fjmig("approve", "t-hub/archive", str(MINI), "--journal", str(journal), "--by", "zhang.wei")
+    assert approved.returncode == 0, approved.stderr
+    result = run(mini_lab, journal)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with Journal.open(journal, readonly=True) as j:
+        assert j.approvals()["t-hub/archive:cutover"].approved_by == "zhang.wei"
+        assert j.step_records()["t-hub/archive:cutover"].state == "succeeded"
+    assert_moved(mini_lab, "t-hub/archive")
+
+
+# -- failures ---------------------------------------------------------------------------------
+
+
+def test_corrupted_target_fails_verify_and_rollback_restores_the_source(mini_lab: Path, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.db"
+    assert run(mini_lab, journal, "--only", "t-hub/registry", "--until", "cutover").returncode == 0
+    entry = manifest(mini_lab)["t-hub/registry"]
+    target = outputs(mini_lab)["targets"]["t-hub/registry"]
+    victim = host_path(mini_lab, target["host"], entry["path"]) / sorted(entry["files"])[0]
+    victim.write_bytes(b"corrupted")
+
+    result = run(mini_lab, journal)
+    assert result.returncode == 1
+    current = states(journal)
+    assert current["t-hub/registry:verify"] == "failed"
+    assert current["t-tax/collection:cutover"] == "blocked"
+    assert current["t-hub/registry:share"] == "blocked"
+    assert current["t-hub/archive:presync"] == "succeeded"  # independent work went on
+
+    port = target.get("port") or outputs(mini_lab)["services"]["t-hub/registry"]["port"]
+    rolled = fjmig("rollback", "t-hub/registry", str(MINI), "--lab", str(mini_lab), "--journal", str(journal))
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    source = _source_address(mini_lab, "hub-app01")
+    first = sorted(entry["files"])[0]
+    assert hashlib.sha256(http_get(source, port, "/" + first)).hexdigest() == entry["files"][first]["sha256"]
+    with pytest.raises(OSError):
+        http_get(target["address"], port, timeout=2)
+    names = host_path(mini_lab, "office-t-hub", "/etc/hosts").read_text()
+    service = outputs(mini_lab)["services"]["t-hub/registry"]
+    assert any(line.split()[:2] == [service["source_address"], service["name"]] for line in names.splitlines())
+    assert states(journal)["t-hub/registry:cutover"] == "rolled-back"
+
+
+def test_rollback_is_refused_after_verify(mini_lab: Path, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.db"
+    assert run(mini_lab, journal, "--only", "t-hub/registry", "--until", "verify").returncode == 0
+    refused = fjmig("rollback", "t-hub/registry", str(MINI), "--lab", str(mini_lab), "--journal", str(journal))
+    assert refused.returncode == 1
+    assert "verify has passed" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def _kill_sshd(lab: Path, host: str) -> None:
+    from orchestrator.lab import load_lab
+
+    pid = load_lab(lab).sshd_pid(host)
+    assert pid, f"no sshd recorded for {host}"
+    os.kill(pid, signal.SIGTERM)
+
+
+def test_unreachable_host_retries_then_fails_and_blocks_dependents(mini_lab: Path, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.db"
+    approve_all(journal)
+    _kill_sshd(mini_lab, "tax-app01")
+    started = time.monotonic()
+    result = run(mini_lab, journal, "--retries", "2", "--backoff", "0.5")
+    assert result.returncode == 1
+    assert time.monotonic() - started > 1.5  # two retries with backoff 0.5 s and 1 s happened
+    current = states(journal)
+    assert current["t-tax/collection:presync"] == "failed"
+    with Journal.open(journal, readonly=True) as j:
+        record = j.step_records()["t-tax/collection:presync"]
+    assert "tax-app01" in (record.message or "") and "unreachable" in (record.message or "")
+    assert record.attempts == 3
+    assert current["t-tax/collection:cutover"] == "blocked"
+    assert current["t-tax/tax-dc:close"] == "blocked"
+    assert current["t-hub/registry:share"] == "succeeded"  # independent work went on
+    assert "retry" in result.stdout
+
+
+# -- resume and the lock ----------------------------------------------------------------------
+
+
+def _start_run(lab: Path, journal: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(MINI), "--lab", str(lab),
+                             "--journal", str(journal), "--parallel", "2", *extra], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _wait_for_state(journal: Path, kind: str, state: str = "running", timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if journal.exists():
+            try:
+                for step_id, current in states(journal).items():
+                    if step_id.endswith(":" + kind) and current == state:
+                        return step_id
+            except (sqlite3.DatabaseError, Exception):  # noqa: BLE001 - journal still being created
+                pass
+        time.sleep(0.05)
+    raise AssertionError(f"no {kind} step reached {state}")
+
+
+@pytest.mark.parametrize("kill_during", ["presync", "cutover"])
+def test_sigkill_resumes_without_loss_or_repeated_cutovers(tmp_path: Path, kill_during: str) -> None:
+    with _lab(MINI, tmp_path / "lab", "fjexk", 1, scale=8.0) as lab:  # ~480 MB: presync takes a moment
+        journal = tmp_path / "journal.db"
+        approve_all(journal)
+        proc = _start_run(lab, journal)
+        victim = _wait_for_state(journal, kill_during)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert states(journal)[victim] == "running"
+        finished_cutovers = {s for s, st in states(journal).items() if s.endswith(":cutover") and st == "succeeded"}
+
+        result = run(lab, journal, "--parallel", "2")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "interrupted" in result.stdout or "rerunning" in result.stdout
+        for gid in outputs(lab)["targets"]:
+            assert_moved(lab, gid)
+        for step_id in finished_cutovers:
+            assert events(journal, step_id, "running") == 1, f"{step_id} ran again after it had finished"
+        for step_id, state in states(journal).items():
+            assert state == "succeeded", step_id
+            if step_id.endswith(":cutover"):
+                assert events(journal, step_id, "succeeded") == 1
+        assert fjmig("journal", "verify", "--journal", str(journal)).returncode == 0
+        leftovers = subprocess.run(["pgrep", "-f", "ansible-playbook"], capture_output=True, text=True, check=False)
+        assert leftovers.stdout.strip() == "", "a playbook of the killed run is still running"
+
+
+def test_second_concurrent_run_is_refused(tmp_path: Path) -> None:
+    with _lab(MINI, tmp_path / "lab", "fjexc", 1, scale=8.0) as lab:
+        journal = tmp_path / "journal.db"
+        proc = _start_run(lab, journal)
+        try:
+            _wait_for_state(journal, "presync")
+            second = run(lab, journal)
+            assert second.returncode == 1
+            assert "in use by another fjmig run" in second.stderr and f"pid {proc.pid}" in second.stderr
+            assert "Traceback" not in second.stderr
+        finally:
+            proc.send_signal(signal.SIGINT)
+            output, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 130, output
+        assert "interrupted" in set(states(journal).values()) or all(
+            s in ("succeeded", "held") for s in states(journal).values())
+        time.sleep(1)
+        leftovers = subprocess.run(["pgrep", "-f", "ansible-playbook"], capture_output=True, text=True, check=False)
+        assert leftovers.stdout.strip() == "", "Ctrl-C left a playbook running"
+
+
+def test_run_needs_a_target(tmp_path: Path) -> None:
+    result = fjmig("run", str(MINI), "--journal", str(tmp_path / "j.db"))
+    assert result.returncode == 2 and "--lab" in result.stderr and "Traceback" not in result.stderr
+    result = fjmig("run", str(MINI), "--lab", str(tmp_path / "nolab"), "--journal", str(tmp_path / "j.db"))
+    assert result.returncode == 1 and "fjmig lab up" in result.stderr
+
+
+def test_journal_entries_hold_no_secrets(mini_lab: Path, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.db"
+    approve_all(journal)
+    assert run(mini_lab, journal).returncode == 0
+    key = (mini_lab / "id_ed25519").read_text().strip().splitlines()[1]
+    dump = "\n".join(sqlite3.connect(journal).iterdump())
+    assert key not in dump and "PRIVATE KEY" not in dump
+    for log in (tmp_path / "logs").rglob("*"):
+        if log.is_file():
+            assert "PRIVATE KEY" not in log.read_text(errors="replace")
+    assert not list((tmp_path / "jobs").glob("job-*")), "job dirs (runner's env artifacts) must be pruned"
