@@ -166,10 +166,9 @@ def _child(node: yaml.Node, key: str | int) -> tuple[yaml.Node, int] | None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in reversed(node.value):  # the last of duplicate keys is the one in effect
             if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(key):
-                # Point at the key for scalars (`host: x`), at the value for collections.
-                if isinstance(value_node, yaml.ScalarNode):
-                    return value_node, key_node.start_mark.line + 1
-                return value_node, value_node.start_mark.line + 1
+                # Point at the key (`host: x`, `department:`): for a block collection the value
+                # only starts on the next line, which is not where the reader looks.
+                return value_node, key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and 0 <= key < len(node.value):
         item = node.value[key]
         return item, item.start_mark.line + 1
