@@ -431,7 +431,10 @@ def load_lab(state_dir: Path) -> LabState:
     """The lab recorded in `state_dir`, with its outputs and seed manifest parsed."""
     paths = LabPaths(Path(state_dir).absolute())
     record = _record(paths)
-    if record is None or record.get("status") != "up":
+    if record is not None and record.get("status") != "up":
+        raise LabError(f"the lab in {paths.state_dir} was not completely built (interrupted?): "
+                       "run `fjmig lab down` or `fjmig lab up` again")
+    if record is None:
         raise LabError(f"no lab is up in {paths.state_dir}: run `fjmig lab up`")
     try:
         outputs = json.loads(paths.outputs.read_text())
