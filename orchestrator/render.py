@@ -181,17 +181,21 @@ def render_mermaid(sched: Schedule) -> str:
             tags = []
             if t.critical:
                 tags.append("crit")
-            minutes = max(1, round(t.duration / 60))
+            # Absolute start and end (minute resolution, at least one minute): minute durations
+            # such as `56m` do not render in some Mermaid releases, dates always do.
+            first_minute = int(t.start // 60)
+            last_minute = max(first_minute + 1, round(t.finish / 60))
             label = f"{t.step.subject} {t.step.kind}".replace(":", " ")
             tags.append(_mermaid_id(t.step.id))
-            tags.append(_when(sched, t.start))
-            tags.append(f"{minutes}m")
+            tags.append(_when(sched, first_minute * 60))
+            tags.append(_when(sched, last_minute * 60))
             lines.append(f"    {label} :{', '.join(tags)}")
     return "\n".join(lines) + "\n"
 
 
 def _dot_quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A DOT quoted string; a newline becomes DOT's `\\n` line break."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def render_dot(sched: Schedule) -> str:

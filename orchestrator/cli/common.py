@@ -28,7 +28,8 @@ def color_disabled() -> bool:
 
 
 def console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, no_color=color_disabled(), highlight=False, soft_wrap=True)
+    # emoji=False: `FILE:100: error` must not become `FILE💯 error` (rich reads `:100:` as an emoji code).
+    return Console(stderr=stderr, no_color=color_disabled(), highlight=False, soft_wrap=True, emoji=False)
 
 
 @contextlib.contextmanager
