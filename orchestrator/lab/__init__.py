@@ -18,14 +18,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ..plan import PlanSet, load_plans
 from . import artifacts, netns, seed, sshd
-from .check import HostCheck, check_hosts
 from .topology import Topology, TopologyError, build_topology, from_dict, to_dict
+
+if TYPE_CHECKING:  # the plan model and paramiko are slow to import; `fjmig` starts faster without them
+    from ..plan import PlanSet
+    from .check import HostCheck
 
 __all__ = [
     "DEFAULT_SCALE_MB_PER_GB",
@@ -52,6 +54,14 @@ DEFAULT_SCALE_MB_PER_GB = seed.DEFAULT_SCALE_MB_PER_GB
 FORBIDDEN_STATE_ROOTS = (Path("/root"), Path("/srv"), Path("/run"), Path("/etc"))
 READY_TIMEOUT = 20.0
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+-]{1,200}$")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "HostCheck":  # lazily: importing paramiko costs more than the rest of the package
+        from .check import HostCheck
+
+        return HostCheck
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class LabError(Exception):
@@ -484,6 +494,8 @@ def lab_status(state_dir: Path) -> dict[str, Any]:
 
 def lab_check(state_dir: Path, *, timeout: float = 10.0, known_hosts: Path | None = None) -> list[HostCheck]:
     """SSH to every host (paramiko, RejectPolicy, the pinned known_hosts) and run `hostname`."""
+    from .check import check_hosts
+
     state = load_lab(state_dir)
     hosts = [(h.name, h.address, h.hostname) for h in state.topology.hosts.values()]
     return check_hosts(hosts, known_hosts=known_hosts or state.paths.known_hosts, key=state.paths.key,
@@ -494,6 +506,8 @@ def lab_check(state_dir: Path, *, timeout: float = 10.0, known_hosts: Path | Non
 def running_lab(plans_dir: str | Path, state_dir: str | Path, name: str, index: int,
                 scale: float = DEFAULT_SCALE_MB_PER_GB) -> Iterator[LabState]:
     """A lab for the duration of a `with` block (tests): always taken down, even on failure."""
+    from ..plan import load_plans
+
     plans = load_plans(plans_dir)
     try:
         yield lab_up(plans, Path(state_dir), name=name, index=index, scale_mb_per_gb=scale)

@@ -11,9 +11,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 SSHD_CONFIG = """\
 # fjmig lab hosts' sshd: keys only, root by key only. Each host adds its own
 # -o ListenAddress=... -o HostKey=... -o PidFile=... on the command line.
@@ -57,6 +54,9 @@ class KeyPair:
 
 
 def keypair(comment: str) -> KeyPair:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
                                 serialization.NoEncryption())

@@ -13,9 +13,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
+from typing import TYPE_CHECKING
 
-from ..model import DepartmentPlan, System
-from ..plan import PlanSet
+if TYPE_CHECKING:
+    from ..model import DepartmentPlan, System
+    from ..plan import PlanSet
 
 LAB_SPACE = IPv4Network("198.18.0.0/15")
 LAB_NAME_PATTERN = r"^[a-z][a-z0-9]{0,7}$"
