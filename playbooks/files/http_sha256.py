@@ -2,7 +2,7 @@
 the server answers at all); exit 1 otherwise. Retries briefly: a service just started may not be
 listening yet.
 
-Run by verify.yml as `python3 -c <this> BASE_URL RELATIVE_PATH EXPECTED`.
+Run by verify.yml as `python3 -c <this> BASE_URL RELATIVE_PATH EXPECTED ATTEMPTS`.
 """
 
 import hashlib
@@ -11,10 +11,10 @@ import time
 import urllib.parse
 import urllib.request
 
-base, rel, expected = sys.argv[1], sys.argv[2], sys.argv[3]
+base, rel, expected, attempts = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 url = base + urllib.parse.quote(rel)
 error = ""
-for _attempt in range(10):
+for _attempt in range(attempts):
     try:
         with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (http URL from the inventory)
             digest = hashlib.sha256()

@@ -59,11 +59,13 @@ if output != "-":
     temporary = output + ".part"
 sink = open(temporary, "wb") if temporary else None  # noqa: SIM115 (closed below)
 writer = HashingWriter(sink)
-with gzip.GzipFile(filename="", mode="wb", fileobj=writer, mtime=0, compresslevel=6) as compressed:
-    with tarfile.open(fileobj=compressed, mode="w", format=tarfile.GNU_FORMAT) as archive:
-        archive.add(root, arcname=".", recursive=False, filter=normalize)
-        for path in paths:
-            archive.add(path, arcname="./" + os.path.relpath(path, root), recursive=False, filter=normalize)
+with (
+    gzip.GzipFile(filename="", mode="wb", fileobj=writer, mtime=0, compresslevel=6) as compressed,
+    tarfile.open(fileobj=compressed, mode="w", format=tarfile.GNU_FORMAT) as archive,
+):
+    archive.add(root, arcname=".", recursive=False, filter=normalize)
+    for path in paths:
+        archive.add(path, arcname="./" + os.path.relpath(path, root), recursive=False, filter=normalize)
 if sink is not None:
     sink.close()
     os.utime(temporary, (newest, newest))
