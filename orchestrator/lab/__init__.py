@@ -224,6 +224,9 @@ def _check_state_dir(state_dir: Path) -> None:
                            "copy of; choose another --state-dir")
     if state_dir == Path("/"):
         raise LabError("the state directory cannot be /")
+    if re.search(r"[\s'\"\\#]", str(state_dir)):
+        raise LabError(f"state directory {str(state_dir)!r}: no spaces, quotes, '\\' or '#' please "
+                       "(its paths go into sshd options and ssh arguments, which cannot quote them)")
 
 
 def _teardown(paths: LabPaths, name: str, record: dict[str, Any] | None) -> dict[str, int]:
