@@ -290,8 +290,16 @@ def schedule_findings(plans: PlanSet, sched: Schedule, strict: bool) -> Iterator
                             f"after its deadline {step.deadline.isoformat()}{more}",
                             "error" if strict else "warning")
     for timing in sched.timings.values():
+        step = timing.step
+        if step.kind == "milestone" and step.ready_on is None and plans.infra_file is not None:
+            milestones = plans.infra.milestones if plans.infra else []
+            index = next((i for i, m in enumerate(milestones) if m.id == step.subject), 0)
+            waiting = ", ".join(sorted(sched.graph.graph.successors(step.id)))
+            yield Finding(plans.infra_file.display, "deadline",
+                          f"{step.id} is not ready and has no due date, so the schedule cannot tell when "
+                          f"{waiting} can start (it assumes now): give it a due date",
+                          "error" if strict else "warning", ("milestones", index))
         if timing.window_problem:
-            step = timing.step
             start = sched.at(timing.start).strftime("%Y-%m-%d %H:%M")
             hours = timing.duration / 3600
             yield _step_finding(plans, step.dept, step.subject, step.kind, "window",

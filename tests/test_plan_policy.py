@@ -380,6 +380,22 @@ def test_deadline_from_slow_bandwidth(tmp_path: Path) -> None:
     assert any("fj-test/alpha:presync" in f.message for f in findings)
 
 
+def test_deadline_milestone_without_a_due_date(tmp_path: Path) -> None:
+    infra = {"version": 1, "milestones": [*INFRA["milestones"], {"id": "extranet-new", "ready": False}]}
+    plan = department()
+    plan["systems"][0]["depends_on"] = ["infra:extranet-new"]
+    (finding,) = only(check(write_plans(tmp_path, plan, infra=infra))[1], "deadline", "warning")
+    assert finding.file.endswith("infra.yaml") and finding.line == 8
+    assert "infra:extranet-new is not ready and has no due date" in finding.message
+    assert "fj-test/alpha:cutover" in finding.message
+
+
+def test_deadline_milestone_near_miss_ready_or_due(tmp_path: Path) -> None:
+    plan = department()
+    plan["systems"][0]["depends_on"] = ["infra:provincial-cloud", "infra:municipal-dc-fuzhou"]
+    clean(check(write_plans(tmp_path, plan), strict=True)[1])
+
+
 # --- window --------------------------------------------------------------------------------
 
 
