@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from . import artifacts, netns, seed, sshd
-from .topology import Topology, TopologyError, build_topology, from_dict, to_dict
+from .topology import EXTRANET_IF, Topology, TopologyError, build_topology, from_dict, to_dict
 
 if TYPE_CHECKING:  # the plan model and paramiko are slow to import; `fjmig` starts faster without them
     from ..plan import PlanSet
@@ -298,11 +298,12 @@ def _boot_plan(paths: LabPaths, topo: Topology) -> dict[str, Any]:
             "name": host.name, "netns_path": f"/run/netns/{host.netns}", "hostname": host.hostname,
             "srv": str(paths.srv(host.name)), "root": str(paths.root(host.name)),
             "hosts_file": str(paths.hosts_file(host.name)) if host.role == "office" else None,
-            "ip_batch": "\n".join(netns.host_lines(topo, host)) + "\n",
+            "links": [{"name": EXTRANET_IF, "address": f"{host.address}/{topo.prefixlen}"}]
+            + [{"name": link.interface, "address": link.address} for link in host.links],
             "sshd_options": sshd.sshd_options(host.address, base / "ssh_host_ed25519_key", base / "sshd.pid"),
             "services": services.get(host.name, []),
         })
-    common = {"ip": netns.find_tool("ip"), "sshd": netns.find_tool("sshd"), "sshd_config": str(paths.sshd_config),
+    common = {"sshd": netns.find_tool("sshd"), "sshd_config": str(paths.sshd_config),
               "ssh_dir": str(paths.state_dir / "ssh"), "service_ctl": str(paths.service_ctl)}
     return {"common": common, "hosts": hosts}
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from .topology import EXTRANET_IF, Host, Topology
+from .topology import EXTRANET_IF, Topology
 
 SBIN = ("/usr/sbin", "/sbin")
 TOOLS = {"ip": "iproute2", "sshd": "openssh-server", "rsync": "rsync", "unshare": "util-linux",
@@ -79,15 +79,6 @@ def create(topo: Topology) -> None:
             lines.append(f"link add {link.veth} type veth peer name {link.interface} netns {host.netns}")
             lines.append(f"link set {link.veth} master {bridge} up")
     batch(lines)
-
-
-def host_lines(topo: Topology, host: Host) -> list[str]:
-    """The `ip -batch` lines run inside a host's namespace: loopback, extranet and private addresses."""
-    lines = ["link set lo up", f"addr add {host.address}/{topo.prefixlen} dev {EXTRANET_IF}",
-             f"link set {EXTRANET_IF} up"]
-    for link in host.links:
-        lines += [f"addr add {link.address} dev {link.interface}", f"link set {link.interface} up"]
-    return lines
 
 
 def list_netns(prefix: str) -> list[str]:
