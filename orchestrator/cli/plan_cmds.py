@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,10 @@ def load_and_validate(args: argparse.Namespace) -> Any:
 
 def _print_findings(result: Any, stderr: bool) -> None:
     out = console(stderr=stderr)
+    if out.color_system is None:  # no colour to add (a pipe, a file, NO_COLOR): plain lines are much faster
+        stream = sys.stderr if stderr else sys.stdout
+        stream.write("".join(finding.format() + "\n" for finding in result.findings))
+        return
     for finding in result.findings:
         style = "red" if finding.severity == "error" else "yellow"
         out.print(finding.format(), style=style, markup=False)
