@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
 
 _TAG = "tag:yaml.org,2002:"
 _STR, _MAP, _SEQ, _MERGE = _TAG + "str", _TAG + "map", _TAG + "seq", _TAG + "merge"
+_PLAIN_SCALARS = frozenset(_TAG + name for name in ("null", "bool", "int", "float", "timestamp"))
 
 
 class _Fallback(Exception):
@@ -75,10 +76,9 @@ class PlanLoader(SafeLoader):  # type: ignore[misc,valid-type]
                 raise _Fallback
             kind = type(current)
             if kind is yaml.ScalarNode:
-                constructor = scalar_constructors.get(tag)
-                if constructor is None or tag in (_TAG + "binary", _TAG + "set", _TAG + "omap", _TAG + "pairs"):
+                if tag not in _PLAIN_SCALARS:
                     raise _Fallback
-                out = constructor(self, current)
+                out = scalar_constructors[tag](self, current)
             elif kind is yaml.MappingNode and tag == _MAP:
                 busy.add(key)
                 out = {}

@@ -133,13 +133,19 @@ def test_duplicate_key_line_lookup_uses_the_key_in_effect(tmp_path: Path) -> Non
 def test_plan_loader_builds_what_the_safe_loader_builds() -> None:
     text = (Path(__file__).resolve().parent.parent / "migration_plans" / "fj-aic.yaml").read_text("utf-8")
     extra = "\nanchors: {a: &x [1, 2.5, null, true, 2017-01-01], b: *x, merged: {<<: {k: v}, z: 1}}\n"
-    for document in (text, text + extra, "a: !!binary aGk=\nb: !!set {x}\n"):
+    odd = "a: !!binary aGk=\nb: !!set {x}\nc: !!str 1\nd: !!float 1\ne: !!omap [x: 1]\n"
+    for document in (text, text + extra, odd):
         assert yaml.load(document, Loader=PlanLoader) == yaml.load(document, Loader=yaml.SafeLoader)
 
 
-def test_plan_loader_refuses_python_tags() -> None:
+@pytest.mark.parametrize("document", [
+    "x: !!python/object/apply:os.system [true]\n", "x: !!map scalar\n", "x: !!seq scalar\n", "x: !!str {a: 1}\n",
+])
+def test_plan_loader_refuses_what_the_safe_loader_refuses(document: str) -> None:
     with pytest.raises(yaml.YAMLError):
-        yaml.load("x: !!python/object/apply:os.system [true]\n", Loader=PlanLoader)
+        yaml.load(document, Loader=yaml.SafeLoader)
+    with pytest.raises(yaml.YAMLError):
+        yaml.load(document, Loader=PlanLoader)
 
 
 # --- directories and files ------------------------------------------------------------------
