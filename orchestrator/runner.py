@@ -80,17 +80,21 @@ os.execvp("ansible-playbook", ["ansible-playbook", *sys.argv[1:]])
 """
 
 
+_WRAPPER_LOCK = threading.Lock()
+
+
 def playbook_wrapper(work_dir: Path) -> Path:
     """The `binary` ansible-runner starts instead of ansible-playbook (see WRAPPER)."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    path = work_dir / "ansible-playbook-wrapper"
-    text = WRAPPER.format(python=sys.executable)
-    if not path.exists() or path.read_text() != text:
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(text)
-        tmp.chmod(0o700)
-        os.replace(tmp, path)
-    return path
+    with _WRAPPER_LOCK:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        path = work_dir / "ansible-playbook-wrapper"
+        text = WRAPPER.format(python=sys.executable)
+        if not path.exists() or path.read_text() != text:
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(text)
+            tmp.chmod(0o700)
+            os.replace(tmp, path)
+        return path
 
 
 def reap_orphans(work_dir: Path) -> list[int]:
