@@ -15,6 +15,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from . import artifacts, netns, seed, sshd
-from .topology import EXTRANET_IF, Topology, TopologyError, build_topology, from_dict, to_dict
+from .topology import EXTRANET_IF, Host, Topology, TopologyError, build_topology, from_dict, to_dict
 
 if TYPE_CHECKING:  # the plan model and paramiko are slow to import; `fjmig` starts faster without them
     from ..plan import PlanSet
@@ -275,14 +276,20 @@ def _host_files(paths: LabPaths, topo: Topology, keys: dict[str, sshd.KeyPair], 
     transfer.write(ssh_dir / "fjmig_transfer", public=False)
     (ssh_dir / "known_hosts").write_text(known)
     paths.sshd_config.write_text(sshd.SSHD_CONFIG)
-    for host in topo.hosts.values():
-        (paths.root(host.name) / ".ssh").mkdir(parents=True, mode=0o700)
-        os.chmod(paths.root(host.name), 0o700)
-        paths.srv(host.name).mkdir(mode=0o755)
+    (paths.state_dir / "hosts").mkdir()
+
+    def one(host: Host) -> None:
+        paths.host_dir(host.name).mkdir()
+        paths.root(host.name).mkdir(mode=0o700)
+        (paths.root(host.name) / ".ssh").mkdir(mode=0o700)
+        paths.srv(host.name).mkdir()
         keys[host.name].write(paths.host_dir(host.name) / "ssh_host_ed25519_key", public=False)
         if host.role == "office" and host.dept:
             paths.hosts_file(host.name).parent.mkdir()
             paths.hosts_file(host.name).write_text(artifacts.office_hosts_file(topo, host.dept, host.name))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:  # the file system's latency, not CPU, is the cost
+        list(pool.map(one, topo.hosts.values()))
 
 
 def _boot_plan(paths: LabPaths, topo: Topology) -> dict[str, Any]:
@@ -363,11 +370,12 @@ def _build(paths: LabPaths, topo: Topology, plans_root: str, scale: float, recor
     paths.service_ctl.parent.mkdir(parents=True)
     shutil.copyfile(Path(__file__).with_name("service.py"), paths.service_ctl)  # hosts share the state dir
     os.chmod(paths.service_ctl, 0o755)  # noqa: S103 - a program every lab host runs
-    _host_files(paths, topo, keys, control, transfer, known)
-    manifest = seed.seed(list(topo.services.values()), {h: paths.srv(h) for h in topo.hosts}, scale)
-    _write_json(paths.manifest, manifest)
-    netns.create(topo)
-    netns.run(["ip", "link", "set", "dev", topo.bridge, "alias", _owner_tag(paths.state_dir)])
+    with ThreadPoolExecutor(max_workers=1) as background:  # the kernel builds links while we write files
+        links = background.submit(netns.create, topo, _owner_tag(paths.state_dir))
+        _host_files(paths, topo, keys, control, transfer, known)
+        manifest = seed.seed(list(topo.services.values()), {h: paths.srv(h) for h in topo.hosts}, scale)
+        _write_json(paths.manifest, manifest)
+        links.result()
     _boot(paths, topo)
     sshd_pids = _wait_for_sshd(paths, topo)
     pids = {pid: netns.starttime(pid) for pid in sshd_pids.values()} | _service_pids(paths, topo)

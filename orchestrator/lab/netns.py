@@ -64,9 +64,12 @@ def batch(lines: Iterable[str], netns: str | None = None, *, check: bool = True)
         run(argv, stdin=text, check=check)
 
 
-def create(topo: Topology) -> None:
-    """Namespaces, bridges and veths in the root namespace; one veth end moved into each host."""
-    lines = [f"link add {topo.bridge} type bridge", f"link set {topo.bridge} up",
+def create(topo: Topology, owner: str) -> None:
+    """Namespaces, bridges and veths in the root namespace; one veth end moved into each host.
+
+    `owner` (no spaces) goes into the extranet bridge's alias: which state directory owns the lab."""
+    lines = [f"link add {topo.bridge} type bridge", f"link set {topo.bridge} alias {owner}",
+             f"link set {topo.bridge} up",
              f"addr add {topo.control_address}/{topo.prefixlen} dev {topo.bridge}"]
     for net in topo.networks.values():
         lines += [f"link add {net.bridge} type bridge", f"link set {net.bridge} up"]

@@ -1,6 +1,7 @@
 """Deterministic, scaled-down data for every system with data on a source host.
 
-The same plans and scale always give the same bytes (a PRNG seeded by the system's global id),
+The same plans and scale always give the same bytes (sizes from a PRNG seeded by the system's
+global id, contents from SHAKE-128 of the id and file name),
 so a test can compare a target's data against `seed-manifest.json` and a rerun of `lab up`
 reproduces it. Each system gets a README, a settings file in `config/` and a few record files
 in `records/` whose sizes add up to `size_gb` scaled to `scale_mb_per_gb` MB per GB.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,27 +37,33 @@ def system_files(service: Service, scale_mb_per_gb: float) -> dict[str, bytes]:
                                             "port": service.port}, sort_keys=True).encode() + b"\n",
     }
     for number, size in enumerate(sizes):
-        files[f"records/part-{number:04d}.dat"] = rng.randbytes(max(size, 1))
+        name = f"records/part-{number:04d}.dat"
+        files[name] = hashlib.shake_128(f"{service.key}/{name}".encode()).digest(max(size, 1))
     return files
 
 
-def seed(services: list[Service], srv_root: dict[str, Path],
-         scale_mb_per_gb: float) -> dict[str, dict[str, Any]]:
-    """Write every system's files under its source host's /srv; return the manifest."""
-    manifest: dict[str, dict[str, Any]] = {}
+def _seed_one(service: Service, base: Path, scale_mb_per_gb: float) -> dict[str, Any]:
+    entries: dict[str, dict[str, Any]] = {}
     made: set[Path] = set()
-    for service in services:
-        base = srv_root[service.host] / service.path.removeprefix("/srv/")
-        entries: dict[str, dict[str, Any]] = {}
-        for relative, content in system_files(service, scale_mb_per_gb).items():
-            path = base / relative
-            if path.parent not in made:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                made.add(path.parent)
-            path.write_bytes(content)
-            entries[relative] = {"size": len(content), "sha256": hashlib.sha256(content).hexdigest()}
-        manifest[service.key] = {"path": service.path, "host": service.host, "files": dict(sorted(entries.items()))}
-    return manifest
+    for relative, content in system_files(service, scale_mb_per_gb).items():
+        path = base / relative
+        if path.parent not in made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made.add(path.parent)
+        path.write_bytes(content)
+        entries[relative] = {"size": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+    return {"path": service.path, "host": service.host, "files": dict(sorted(entries.items()))}
+
+
+def seed(services: list[Service], srv_root: dict[str, Path], scale_mb_per_gb: float,
+         workers: int = 8) -> dict[str, dict[str, Any]]:
+    """Write every system's files under its source host's /srv; return the manifest.
+
+    Threads overlap the file system's latency (hashing and writing release the GIL)."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        entries = pool.map(lambda s: _seed_one(s, srv_root[s.host] / s.path.removeprefix("/srv/"), scale_mb_per_gb),
+                           services)
+        return {service.key: entry for service, entry in zip(services, entries, strict=True)}
 
 
 def verify(manifest: dict[str, dict[str, Any]], srv_root: dict[str, Path]) -> list[str]:
