@@ -231,13 +231,18 @@ def _check_state_dir(state_dir: Path) -> None:
 
 
 def _teardown(paths: LabPaths, name: str, record: dict[str, Any] | None) -> dict[str, int]:
-    """Remove namespaces, links, processes and state files of lab `name` kept in `paths`."""
-    netns_names = list((record or {}).get("netns", [])) + netns.list_netns(f"{name}-")
-    links = list((record or {}).get("links", [])) + netns.list_links(f"{name}-")
-    pids = {int(pid): st for pid, st in (record or {}).get("pids", {}).items()}
-    counts, left = netns.destroy(netns_names, links, pids)
-    if left:
-        raise LabError(f"could not remove {', '.join(left[:10])}{' ...' if len(left) > 10 else ''}")
+    """Remove namespaces, links, processes and state files of lab `name` kept in `paths`.
+
+    When a lab of that name now runs from another state directory (ours is a stale record, e.g.
+    from before a reboot), its namespaces are not ours: only our files are removed."""
+    counts = {"processes": 0, "netns": 0, "links": 0}
+    if not _live_elsewhere(name, paths.state_dir):
+        netns_names = list((record or {}).get("netns", [])) + netns.list_netns(f"{name}-")
+        links = list((record or {}).get("links", [])) + netns.list_links(f"{name}-")
+        pids = {int(pid): st for pid, st in (record or {}).get("pids", {}).items()}
+        counts, left = netns.destroy(netns_names, links, pids)
+        if left:
+            raise LabError(f"could not remove {', '.join(left[:10])}{' ...' if len(left) > 10 else ''}")
     for path in paths.created():
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
@@ -260,8 +265,6 @@ def lab_down(state_dir: Path, name: str | None = None) -> dict[str, Any]:
     lab_name = (record or {}).get("name") or name
     if not lab_name:
         return {"name": None, "netns": 0, "links": 0, "processes": 0}
-    if record is None and _live_elsewhere(lab_name, paths.state_dir):
-        return {"name": lab_name, "netns": 0, "links": 0, "processes": 0}
     counts = _teardown(paths, lab_name, record)
     return {"name": lab_name, **counts}
 
