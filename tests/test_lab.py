@@ -317,7 +317,7 @@ def test_up_cleans_a_crashed_lab_and_a_failed_up_leaves_nothing(tmp_path: Path,
         assert all(r.ok for r in lab_check(small.paths.state_dir))
     assert lab_netns.list_netns(f"{NAME}-") == [] and not state.exists()
 
-    def broken_boot(paths: object, topo: object) -> None:
+    def broken_boot(paths: object, topo: object, hosts: object) -> None:
         raise LabError("injected failure after the namespaces were made")
 
     monkeypatch.setattr(lab_module, "_boot", broken_boot)

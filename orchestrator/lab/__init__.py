@@ -295,16 +295,16 @@ def _host_files(paths: LabPaths, topo: Topology, keys: dict[str, sshd.KeyPair], 
         list(pool.map(one, topo.hosts.values()))
 
 
-def _boot_plan(paths: LabPaths, topo: Topology) -> dict[str, Any]:
+def _boot_plan(paths: LabPaths, topo: Topology, hosts: list[Host]) -> dict[str, Any]:
     """What launch.py needs: per host its mounts, addresses, sshd options and services."""
     services: dict[str, list[dict[str, Any]]] = {}
     for service in topo.services.values():
         services.setdefault(service.host, []).append({"key": service.service_key, "dir": service.path,
                                                       "port": service.port})
-    hosts = []
-    for host in topo.hosts.values():
+    specs = []
+    for host in hosts:
         base = paths.host_dir(host.name)
-        hosts.append({
+        specs.append({
             "name": host.name, "netns_path": f"/run/netns/{host.netns}", "hostname": host.hostname,
             "srv": str(paths.srv(host.name)), "root": str(paths.root(host.name)),
             "hosts_file": str(paths.hosts_file(host.name)) if host.role == "office" else None,
@@ -315,12 +315,14 @@ def _boot_plan(paths: LabPaths, topo: Topology) -> dict[str, Any]:
         })
     common = {"sshd": netns.find_tool("sshd"), "sshd_config": str(paths.sshd_config),
               "ssh_dir": str(paths.state_dir / "ssh"), "service_ctl": str(paths.service_ctl)}
-    return {"common": common, "hosts": hosts}
+    return {"common": common, "hosts": specs}
 
 
-def _boot(paths: LabPaths, topo: Topology) -> None:
-    """Run launch.py once for every host (one fork per host, no shell)."""
-    plan = json.dumps(_boot_plan(paths, topo))
+def _boot(paths: LabPaths, topo: Topology, hosts: list[Host]) -> None:
+    """Run launch.py once for these hosts (one fork per host, no shell)."""
+    if not hosts:
+        return
+    plan = json.dumps(_boot_plan(paths, topo, hosts))
     launcher = Path(__file__).with_name("launch.py")
     result = netns.run(["/usr/bin/python3", "-I", str(launcher)], stdin=plan, check=False)
     try:
@@ -328,7 +330,7 @@ def _boot(paths: LabPaths, topo: Topology) -> None:
     except ValueError:
         report = {}
     failed = {host: why for host, why in report.items() if why != "ok"}
-    if result.returncode != 0 or failed or len(report) != len(topo.hosts):
+    if result.returncode != 0 or failed or len(report) != len(hosts):
         detail = "; ".join(f"{h}: {w}" for h, w in list(failed.items())[:5]) or result.stderr.strip()[-500:]
         raise LabError(f"starting the hosts failed: {detail or f'exit {result.returncode}'}")
 
@@ -373,13 +375,19 @@ def _build(paths: LabPaths, topo: Topology, plans_root: str, scale: float, recor
     paths.service_ctl.parent.mkdir(parents=True)
     shutil.copyfile(Path(__file__).with_name("service.py"), paths.service_ctl)  # hosts share the state dir
     os.chmod(paths.service_ctl, 0o755)  # noqa: S103 - a program every lab host runs
-    with ThreadPoolExecutor(max_workers=1) as background:  # the kernel builds links while we write files
+    # Overlap what waits on different things: the kernel building links, the file system taking the
+    # seed data, and hosts without data booting meanwhile; the hosts that serve data boot last.
+    with ThreadPoolExecutor(max_workers=2) as background:
         links = background.submit(netns.create, topo, _owner_tag(paths.state_dir))
         _host_files(paths, topo, keys, control, transfer, known)
-        manifest = seed.seed(list(topo.services.values()), {h: paths.srv(h) for h in topo.hosts}, scale)
-        _write_json(paths.manifest, manifest)
+        seeding = background.submit(seed.seed, list(topo.services.values()),
+                                    {h: paths.srv(h) for h in topo.hosts}, scale)
         links.result()
-    _boot(paths, topo)
+        serving = {s.host for s in topo.services.values()}
+        _boot(paths, topo, [h for h in topo.hosts.values() if h.name not in serving])
+        manifest = seeding.result()
+        _write_json(paths.manifest, manifest)
+        _boot(paths, topo, [h for h in topo.hosts.values() if h.name in serving])
     sshd_pids = _wait_for_sshd(paths, topo)
     pids = {pid: netns.starttime(pid) for pid in sshd_pids.values()} | _service_pids(paths, topo)
     record["pids"] = {str(pid): st for pid, st in pids.items()}
