@@ -46,8 +46,23 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
     for name in (f"{DEPT}.yaml", "infra.yaml"):
         shutil.copy(PLANS / name, plans / name)
     MOVED.clear()
-    with running_lab(plans, base / "state", name="fjpb", index=3) as state:
-        yield state
+    control = control_dir(base / "state")
+    try:
+        with running_lab(plans, base / "state", name="fjpb", index=3) as state:
+            yield state
+    finally:
+        # Close the SSH masters (ControlPersist) that this module's playbooks opened, and only those.
+        for sock in control.iterdir():
+            subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "fjpb"], capture_output=True,
+                           check=False, timeout=30)
+        shutil.rmtree(control, ignore_errors=True)
+
+
+def control_dir(state_dir: Path) -> Path:
+    """This module's own ControlPath directory (short enough for unix socket paths)."""
+    path = state_dir.parent / "cp"
+    path.mkdir(exist_ok=True)
+    return path
 
 
 @dataclass
@@ -72,7 +87,8 @@ def play(lab: LabState, playbook: str, extravars: dict[str, Any], *, check: bool
     argv = ["ansible-playbook", "-i", str(lab.paths.inventory), "-e", f"@{vars_file}", playbook]
     if check:
         argv.append("--check")
-    env = {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_NOCOLOR": "True"}
+    env = {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_NOCOLOR": "True",
+           "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir(lab.paths.state_dir))}
     proc = subprocess.run(argv, cwd=PLAYBOOKS, env=env, capture_output=True, text=True, timeout=300)
     return Result(proc.returncode, proc.stdout + proc.stderr)
 
