@@ -165,6 +165,16 @@ def test_hosts_have_their_own_srv_root_and_hostname(lab: LabState) -> None:
     assert perms.stdout.strip() == "600"
 
 
+def test_lab_addresses_are_ipv4_from_198_18_only(lab: LabState) -> None:
+    inside = ssh(lab, "office-fj-aic", "ip -o addr show")
+    assert inside.returncode == 0 and "inet6" not in inside.stdout
+    addresses = [line.split()[3] for line in inside.stdout.splitlines() if " inet " in line]
+    assert sorted(a.split(".")[0] for a in addresses if not a.startswith("127.")) == ["198", "198"]
+    bridge = subprocess.run(["ip", "-o", "addr", "show", "dev", lab.topology.bridge], capture_output=True, text=True,
+                            check=False)
+    assert bridge.stdout.count(" inet ") == 1 and "inet6" not in bridge.stdout
+
+
 def test_seeded_data_matches_the_manifest(lab: LabState) -> None:
     manifest = json.loads(lab.paths.manifest.read_text())
     assert set(manifest) == set(load_plans(PLANS).systems)

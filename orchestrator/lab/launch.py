@@ -99,6 +99,8 @@ def _netlink(sock: socket.socket, kind: int, flags: int, body: bytes, seq: int) 
 def configure(links: list[dict[str, Any]]) -> None:
     """`ip link set lo up`, `ip addr add A/P dev IF`, `ip link set IF up` over rtnetlink: the same
     kernel requests without starting `ip` once per host."""
+    with open("/proc/sys/net/ipv6/conf/all/disable_ipv6", "w") as ipv6:  # this namespace's: IPv4 only
+        ipv6.write("1")
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
         sock.bind((0, 0))
         seq = 0

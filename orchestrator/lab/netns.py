@@ -68,18 +68,23 @@ def create(topo: Topology, owner: str) -> None:
     """Namespaces, bridges and veths in the root namespace; one veth end moved into each host.
 
     `owner` (no spaces) goes into the extranet bridge's alias: which state directory owns the lab."""
+    # `addrgenmode none`: no IPv6 link-local addresses (the lab's addresses all come from
+    # 198.18.0.0/15) and none of the neighbour discovery traffic they bring.
     lines = [f"link add {topo.bridge} type bridge", f"link set {topo.bridge} alias {owner}",
-             f"link set {topo.bridge} up",
+             f"link set dev {topo.bridge} addrgenmode none", f"link set {topo.bridge} up",
              f"addr add {topo.control_address}/{topo.prefixlen} dev {topo.bridge}"]
     for net in topo.networks.values():
-        lines += [f"link add {net.bridge} type bridge", f"link set {net.bridge} up"]
+        lines += [f"link add {net.bridge} type bridge", f"link set dev {net.bridge} addrgenmode none",
+                  f"link set {net.bridge} up"]
     for host in topo.hosts.values():
         lines.append(f"netns add {host.netns}")
         lines.append(f"link add {host.veth} type veth peer name {EXTRANET_IF} netns {host.netns}")
+        lines.append(f"link set dev {host.veth} addrgenmode none")
         lines.append(f"link set {host.veth} master {topo.bridge} up")
         for link in host.links:
             bridge = topo.networks[link.network].bridge
             lines.append(f"link add {link.veth} type veth peer name {link.interface} netns {host.netns}")
+            lines.append(f"link set dev {link.veth} addrgenmode none")
             lines.append(f"link set {link.veth} master {bridge} up")
     batch(lines)
 
