@@ -316,7 +316,7 @@ def test_up_cleans_a_crashed_lab_and_a_failed_up_leaves_nothing(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """A crashed lab's leftovers (a namespace, a link) are removed by the next `lab up`; an `up` that
     fails half-way removes what it made."""
-    import orchestrator.lab as lab_module
+    from orchestrator.lab import build as lab_build
 
     assert not lab_netns.list_netns(f"{NAME}-"), "another fjlabt lab is running"
     lab_netns.batch([f"netns add {NAME}-leftover", f"link add {NAME}-99 type bridge"])
@@ -330,7 +330,7 @@ def test_up_cleans_a_crashed_lab_and_a_failed_up_leaves_nothing(tmp_path: Path,
     def broken_boot(paths: object, topo: object, hosts: object) -> None:
         raise LabError("injected failure after the namespaces were made")
 
-    monkeypatch.setattr(lab_module, "_boot", broken_boot)
+    monkeypatch.setattr(lab_build, "_boot", broken_boot)
     with pytest.raises(LabError, match="nothing left behind"):
         lab_up(load_plans(MINI), state, name=NAME, index=INDEX)
     assert lab_netns.list_netns(f"{NAME}-") == [] and lab_netns.list_links(f"{NAME}-") == []
