@@ -26,7 +26,7 @@ def run_demo(args: argparse.Namespace) -> int:
     out = console()
     plans = _load_valid_plans(args.plans)
     state: Path = args.state_dir
-    lab_dir, journal_path = state / "lab", state / "journal.db"
+    lab_dir, journal_path = _lab_dir(state), state / "journal.db"
     for stale in (journal_path, journal_path.with_name("journal.db-wal"), journal_path.with_name("journal.db-shm"),
                   state / "logs", state / "jobs"):
         if stale.is_dir():
@@ -73,6 +73,17 @@ def run_demo(args: argparse.Namespace) -> int:
                 out.print("lab down", markup=False)
             except Exception as exc:  # never hide the run's own outcome behind a cleanup error
                 raise UserError(f"lab down failed: {exc}; run 'fjmig lab down --state-dir {lab_dir}'") from exc
+
+
+def _lab_dir(state: Path) -> Path:
+    """The demo's lab lives beside its journal, unless that is under a directory every lab host
+    mounts its own copy of (a clone in /root, say): then under /var/lib/fjmig."""
+    from .lab.state import FORBIDDEN_STATE_ROOTS
+
+    resolved = state.resolve()
+    if any(resolved == root or root in resolved.parents for root in FORBIDDEN_STATE_ROOTS):
+        return Path("/var/lib/fjmig/demo-lab")
+    return state / "lab"
 
 
 def _write_report(plans_dir: str, journal_path: Path, state: Path) -> Path | None:

@@ -21,11 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from orchestrator.cli import main
-from orchestrator.journal import Journal
-
 from conftest import PLANS, ROOT
+
+from orchestrator.journal import Journal
 
 MINI = ROOT / "tests" / "fixtures" / "mini"
 
@@ -99,7 +97,7 @@ def assert_moved(lab: Path, gid: str) -> None:
 
 
 def http_get(address: str, port: int, path: str = "/", timeout: float = 3) -> bytes:
-    with urllib.request.urlopen(f"http://{address}:{port}{path}", timeout=timeout) as response:  # noqa: S310
+    with urllib.request.urlopen(f"http://{address}:{port}{path}", timeout=timeout) as response:
         return response.read()
 
 
@@ -299,6 +297,21 @@ def test_unreachable_host_retries_then_fails_and_blocks_dependents(mini_lab: Pat
 # -- resume and the lock ----------------------------------------------------------------------
 
 
+def _playbooks_of(base: Path) -> list[int]:
+    """Processes started for jobs under `base` (other tests' playbooks on the machine don't count)."""
+    marker = f"FJMIG_JOB_DIR={base}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if marker in (proc / "environ").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
 def _start_run(lab: Path, journal: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(MINI), "--lab", str(lab),
                              "--journal", str(journal), "--parallel", "2", *extra], cwd=ROOT, text=True,
@@ -313,7 +326,7 @@ def _wait_for_state(journal: Path, kind: str, state: str = "running", timeout: f
                 for step_id, current in states(journal).items():
                     if step_id.endswith(":" + kind) and current == state:
                         return step_id
-            except (sqlite3.DatabaseError, Exception):  # noqa: BLE001 - journal still being created
+            except (sqlite3.DatabaseError, Exception):
                 pass
         time.sleep(0.05)
     raise AssertionError(f"no {kind} step reached {state}")
@@ -344,8 +357,7 @@ def test_sigkill_resumes_without_loss_or_repeated_cutovers(tmp_path: Path, kill_
             if step_id.endswith(":cutover"):
                 assert events(journal, step_id, "succeeded") == 1
         assert fjmig("journal", "verify", "--journal", str(journal)).returncode == 0
-        leftovers = subprocess.run(["pgrep", "-f", "ansible-playbook"], capture_output=True, text=True, check=False)
-        assert leftovers.stdout.strip() == "", "a playbook of the killed run is still running"
+        assert _playbooks_of(tmp_path) == [], "a playbook of the killed run is still running"
 
 
 def test_second_concurrent_run_is_refused(tmp_path: Path) -> None:
@@ -365,8 +377,7 @@ def test_second_concurrent_run_is_refused(tmp_path: Path) -> None:
         assert "interrupted" in set(states(journal).values()) or all(
             s in ("succeeded", "held") for s in states(journal).values())
         time.sleep(1)
-        leftovers = subprocess.run(["pgrep", "-f", "ansible-playbook"], capture_output=True, text=True, check=False)
-        assert leftovers.stdout.strip() == "", "Ctrl-C left a playbook running"
+        assert _playbooks_of(tmp_path) == [], "Ctrl-C left a playbook running"
 
 
 def test_run_needs_a_target(tmp_path: Path) -> None:
