@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from datetime import date
 from pathlib import Path
 
@@ -96,6 +98,16 @@ def test_dot_parses_with_pydot_when_available(sched: Schedule) -> None:
     pydot = pytest.importorskip("pydot")
     (graph,) = pydot.graph_from_dot_data(render(sched, "dot"))
     assert len(graph.get_edges()) == sched.graph.graph.number_of_edges()
+
+
+def test_dot_is_accepted_by_graphviz_when_installed(sched: Schedule, tmp_path: Path) -> None:
+    exe = shutil.which("dot")
+    if exe is None:
+        pytest.skip("graphviz is not installed (the structural test above still checks the DOT)")
+    proc = subprocess.run([exe, "-Tcanon"], input=render(sched, "dot"), capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count(" -> ") == sched.graph.graph.number_of_edges()
 
 
 def test_markdown_has_a_table_per_wave(sched: Schedule) -> None:
