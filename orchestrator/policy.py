@@ -336,8 +336,9 @@ def _beyond_calendar(plans: PlanSet, sched: Schedule) -> Finding | None:
         return Finding(plans.infra_file.display if plans.infra_file else "infra.yaml", "deadline",
                        f"{step.id} is due after the year 9999", "error", ("milestones",))
     return _step_finding(plans, step.dept, step.subject, step.kind, "deadline",
-                         f"{step.id} would finish after the year 9999 (it takes {timing.duration / 86400:.0f} "
-                         "days): check data sizes, cutover windows and --bandwidth", "error")
+                         f"{step.id} would finish after the year 9999 (it starts {timing.start / 86400:.3g} days "
+                         f"after the start and takes {timing.duration / 86400:.3g} days): check data sizes, "
+                         "cutover windows, milestones and --bandwidth", "error")
 
 
 def validate(plans: PlanSet, options: Options) -> Validation:

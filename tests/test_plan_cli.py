@@ -248,3 +248,11 @@ def test_schema_prints_the_department_schema() -> None:
     data = json.loads(out)
     assert data["title"] == "fjmig department migration plan, version 1"
     assert data["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+@pytest.mark.parametrize("argv", [["--bandwidth", "1e-300"], ["--start", "9999-12-31"]])
+def test_schedules_beyond_the_calendar_are_findings(argv: list[str]) -> None:
+    for command in ("validate", "plan"):
+        status, out, err = cli(command, str(PLANS), *argv)
+        assert status == 1 and "Traceback" not in err
+        assert "error[deadline]: " in out + err and "would finish after the year 9999" in out + err
