@@ -20,6 +20,7 @@ from .topology import Service
 
 DEFAULT_SCALE_MB_PER_GB = 0.001
 MIN_RECORD_BYTES = 256
+MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
 def system_files(service: Service, scale_mb_per_gb: float) -> dict[str, bytes]:
@@ -37,8 +38,12 @@ def system_files(service: Service, scale_mb_per_gb: float) -> dict[str, bytes]:
                                             "port": service.port}, sort_keys=True).encode() + b"\n",
     }
     for number, size in enumerate(sizes):
-        name = f"records/part-{number:04d}.dat"
-        files[name] = hashlib.shake_128(f"{service.key}/{name}".encode()).digest(max(size, 1))
+        # One digest call is limited in size (OverflowError near 256 MiB): big parts are split.
+        pieces = [min(MAX_FILE_BYTES, size - offset) for offset in range(0, size, MAX_FILE_BYTES)] or [1]
+        for piece, piece_size in enumerate(pieces):
+            suffix = "" if len(pieces) == 1 else f"-{piece:03d}"
+            name = f"records/part-{number:04d}{suffix}.dat"
+            files[name] = hashlib.shake_128(f"{service.key}/{name}".encode()).digest(max(piece_size, 1))
     return files
 
 
