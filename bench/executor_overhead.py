@@ -94,7 +94,7 @@ def run_bare(base: Path, playbooks: Path, inventory: Path, count: int) -> float:
     import ansible_runner
 
     started = time.perf_counter()
-    for i in range(count):
+    for _ in range(count):
         for kind in ("decommission", "close"):
             job = Path(tempfile.mkdtemp(dir=base, prefix="bare-"))
             result = ansible_runner.run(private_data_dir=str(job), project_dir=str(playbooks), playbook=f"{kind}.yml",

@@ -152,9 +152,13 @@ class Executor:
             else:
                 self.journal.record(run_id, step_id, state, message, stats)
 
+        delivered = self.inventory.delivered_milestones()
+
         def milestone_ready(step_id: str) -> bool:
-            milestone = self.plans.milestones.get(step_id.removeprefix("infra:"))
-            return bool(milestone and milestone.ready)
+            """Ready in infra.yaml, or delivered by a stack whose outputs this run reads."""
+            name = step_id.removeprefix("infra:")
+            milestone = self.plans.milestones.get(name)
+            return bool(milestone and (milestone.ready or name in delivered))
 
         def satisfied(pred: str) -> bool:
             if self.graph.steps[pred].kind == "milestone":
@@ -275,7 +279,7 @@ class Executor:
 
     def _finish(self, step_id: str, job: Job, attempt: int, result: JobResult, todo: set[str], done: set[str],
                 failed: set[str], record: Callable[..., None], retry_at: dict[str, tuple[float, int]]) -> None:
-        stats = {"changed": result.changed, "rc": result.rc,
+        stats = {"changed": result.changed, "rc": result.rc, "bytes": result.bytes_moved,
                  **{k: sum((result.stats.get(k) or {}).values()) for k in ("ok", "failures", "dark", "skipped")}}
         if result.status == "successful":
             todo.discard(step_id)

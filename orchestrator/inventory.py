@@ -45,6 +45,12 @@ class Inventory:
         archives = self.outputs.get("archives", {})
         return archives.get(dept) or archives.get(target_group)
 
+    def delivered_milestones(self) -> set[str]:
+        """The infra.yaml milestones the stacks (or the lab) say they deliver: `milestones` in
+        `pulumi stack output --json`, a list of ids (or a mapping keyed by id)."""
+        value = self.outputs.get("milestones") or []
+        return {str(m) for m in value}
+
     def platform(self) -> dict[str, Any] | None:
         platform = self.outputs.get("platform")
         if platform:
@@ -86,6 +92,8 @@ def load_inventory(inventory: Path, outputs: list[Path]) -> Inventory:
         for key, value in merged_part.items():
             if isinstance(value, dict) and isinstance(merged.get(key), dict):
                 merged[key].update(value)
+            elif isinstance(value, list) and isinstance(merged.get(key), list):
+                merged[key] = merged[key] + value
             else:
                 merged[key] = value
     return Inventory(inventory, hostvars, groups, merged)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from typing import Any
 
 from .jobs import Job
 
+TRANSFERRED = re.compile(r"^Total transferred file size: ([\d,.]+) bytes", re.MULTILINE)
 PLAYBOOKS_DIR = Path(__file__).resolve().parent.parent / "playbooks"
 
 
@@ -37,6 +39,8 @@ class JobResult:
     stats: dict[str, Any]
     changed: int = 0
     unreachable_hosts: list[str] = field(default_factory=list)
+    bytes_moved: int = 0
+    """Bytes rsync transferred (its --stats 'Total transferred file size'), for progress."""
 
 
 @dataclass
@@ -168,10 +172,15 @@ def run_job(job: Job, config: RunnerConfig, cancel: threading.Event) -> JobResul
     }))
     failure: dict[str, str] = {}
     unreachable: list[str] = []
+    moved = [0]
 
     def on_event(event: dict[str, Any]) -> bool:
         kind = event.get("event", "")
         data = event.get("event_data", {})
+        if kind == "runner_on_ok":
+            stdout = str((data.get("res") or {}).get("stdout") or "")
+            for match in TRANSFERRED.finditer(stdout):
+                moved[0] += int(match.group(1).replace(",", "").replace(".", ""))
         if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
             res = data.get("res", {}) or {}
             host = data.get("host", "?")
@@ -219,9 +228,9 @@ def run_job(job: Job, config: RunnerConfig, cancel: threading.Event) -> JobResul
         shutil.rmtree(job_dir, ignore_errors=True)
     changed = sum((stats.get("changed") or {}).values())
     if status == "canceled":
-        return JobResult("canceled", rc, "interrupted", stats, changed)
+        return JobResult("canceled", rc, "interrupted", stats, changed, bytes_moved=moved[0])
     if status == "successful" and rc == 0:
-        return JobResult("successful", rc, None, stats, changed)
+        return JobResult("successful", rc, None, stats, changed, bytes_moved=moved[0])
     if unreachable or (stats.get("dark") or {}):
         hosts = sorted(set(unreachable) | set(stats.get("dark") or {}))
         return JobResult("unreachable", rc, failure.get("message") or f"unreachable: {', '.join(hosts)}", stats,

@@ -161,6 +161,7 @@ class _Reporter:
         self.task: Any = None
         self.running: set[str] = set()
         self.done = 0
+        self.bytes = 0
 
     def __enter__(self) -> _Reporter:
         if self.live:
@@ -201,6 +202,7 @@ class _Reporter:
             self.running.discard(event.step_id)
             if event.state == "succeeded":
                 self.done += 1
+            self.bytes += int(event.data.get("bytes") or 0)
             style = {"succeeded": "green", "failed": "red"}.get(event.state or "", "yellow")
             extra = f": {event.message}" if event.message else ""
             changed = event.data.get("changed")
@@ -210,16 +212,25 @@ class _Reporter:
         elif event.kind in ("step-held", "step-blocked", "step-retry"):
             self._line(f"{event.kind.removeprefix('step-'):<10}{event.step_id}: {event.message}", style="yellow")
         elif event.kind == "run-finished":
-            self._line(f"run {event.data['run_id']} {event.state}")
+            self._line(f"run {event.data['run_id']} {event.state}: {_size(self.bytes)} moved")
         if self.progress:
             now_running = ", ".join(sorted(self.running)[:3]) + (" …" if len(self.running) > 3 else "")
-            self.progress.update(self.task, completed=self.done, description=f"steps [{now_running}]")
+            self.progress.update(self.task, completed=self.done,
+                                 description=f"{_size(self.bytes)} moved; running [{now_running}]")
 
     def _line(self, text: str, style: str | None = None, dim: bool = False) -> None:
         target = self.progress.console if self.progress else self.out
         if dim and not self.live:
             style = None
         target.print(text, style=style or ("dim" if dim else None), markup=False, highlight=False)
+
+
+def _size(count: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000  # type: ignore[assignment]
+    return f"{count} B"
 
 
 def execute(plans: Any, inventory: Any, journal_path: Path, options: Any, fmt: str) -> Any:

@@ -131,7 +131,7 @@ def lab_up(plans: PlanSet, state_dir: Path, *, name: str = "fjmig", index: int =
     }
     write_json(paths.record, record)  # before anything is built: a crash leaves a record to clean up
     try:
-        state = build.build(paths, topo, str(plans.root), scale_mb_per_gb, record)
+        state = build.build(paths, topo, str(plans.root), scale_mb_per_gb, record, sorted(plans.milestones))
     except BaseException as exc:
         cleanup = ""
         try:

@@ -60,8 +60,11 @@ def inventory(topo: Topology, *, key: Path, known_hosts: Path, service_ctl: Path
     }}
 
 
-def outputs(topo: Topology) -> dict[str, Any]:
-    """The shape of `pulumi stack output --json` for the Pulumi programs, plus the lab's services."""
+def outputs(topo: Topology, milestones: list[str] | None = None) -> dict[str, Any]:
+    """The shape of `pulumi stack output --json` for the Pulumi programs, plus the lab's services.
+
+    `milestones`, as the stacks export it, lists the infra.yaml milestones delivered: the lab
+    stands in for all of the target infrastructure, so it delivers every one."""
     hosts = topo.hosts
     targets = {
         key: {"host": s.target_host, "address": hosts[s.target_host].address, "port": s.port}
@@ -72,7 +75,7 @@ def outputs(topo: Topology) -> dict[str, Any]:
                 for key, s in topo.services.items()}
     return {"targets": targets, "archives": archives,
             "platform": {"host": "sharing-platform", "address": hosts["sharing-platform"].address},
-            "services": services}
+            "services": services, "milestones": sorted(milestones or [])}
 
 
 def known_hosts(topo: Topology, public_keys: dict[str, str]) -> str:

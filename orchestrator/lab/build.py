@@ -123,7 +123,8 @@ def _service_pids(paths: LabPaths, topo: Topology) -> dict[int, str | None]:
     return out
 
 
-def build(paths: LabPaths, topo: Topology, plans_root: str, scale: float, record: dict[str, Any]) -> LabState:
+def build(paths: LabPaths, topo: Topology, plans_root: str, scale: float, record: dict[str, Any],
+          milestones: list[str] | None = None) -> LabState:
     started = time.monotonic()
     control, transfer = sshd.keypair(f"fjmig-lab-{topo.name}-control"), sshd.keypair(f"fjmig-lab-{topo.name}-transfer")
     keys = {name: sshd.keypair(f"{name}@fjmig-lab-{topo.name}") for name in topo.hosts}
@@ -151,7 +152,7 @@ def build(paths: LabPaths, topo: Topology, plans_root: str, scale: float, record
     pids = {pid: netns.starttime(pid) for pid in sshd_pids.values()} | _service_pids(paths, topo)
     record["pids"] = {str(pid): st for pid, st in pids.items()}
     record["mount_namespaces"] = {name: os.stat(f"/proc/{pid}/ns/mnt").st_ino for name, pid in sshd_pids.items()}
-    outputs = artifacts.outputs(topo)
+    outputs = artifacts.outputs(topo, milestones)
     write_json(paths.outputs, outputs)
     inventory = artifacts.inventory(topo, key=paths.key, known_hosts=paths.known_hosts,
                                     service_ctl=paths.service_ctl)
