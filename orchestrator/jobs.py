@@ -31,12 +31,6 @@ class Job:
     """Inventory hosts the job touches (for messages and cleanup)."""
 
 
-def target_group(plan: DepartmentPlan) -> str:
-    if plan.target == "municipal-dc":
-        return f"municipal-dc-{plan.department.city}"
-    return plan.target
-
-
 def service_key(dept: str, system: str) -> str:
     return f"{dept}__{system}"
 
@@ -98,7 +92,7 @@ def build_job(step: Step, plans: PlanSet, inv: Inventory) -> Job:
         hosts = [ctx["source_host"]] + ([ctx["target_host"]] if ctx.get("target_host") else [])
         if step.kind == "decommission":
             plan = plans.departments[step.dept]
-            archive = inv.archive(step.dept, target_group(plan))
+            archive = inv.archive(step.dept, plan.target_group)
             if not archive:
                 raise JobError(f"no archive host for {step.dept} in the outputs ('archives')")
             extravars.update(archive_host=archive["host"], archive_address=archive["address"])

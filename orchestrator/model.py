@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timedelta
 from ipaddress import IPv4Network
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -36,18 +36,6 @@ CITIES: tuple[str, ...] = (
     "longyan",
     "ningde",
     "pingtan",
-)
-THEMES: tuple[str, ...] = (
-    "credit",
-    "public-resource-trading",
-    "investment",
-    "prices",
-    "natural-person",
-    "legal-person",
-    "energy",
-    "spatial-geography",
-    "transport",
-    "tourism",
 )
 CENSUS_FIELDS: tuple[str, ...] = (
     "name",
@@ -76,6 +64,7 @@ Theme = Literal[
     "transport",
     "tourism",
 ]
+THEMES: tuple[str, ...] = get_args(Theme)
 
 
 def _blank_to_none(value: Any) -> Any:
@@ -278,6 +267,14 @@ class DepartmentPlan(_Strict):
     @property
     def id(self) -> str:
         return self.department.id
+
+    @property
+    def target_group(self) -> str:
+        """Where the department lands, as the Pulumi stacks and the lab group targets:
+        municipal data centers are per city (`municipal-dc-<city>`)."""
+        if self.target == "municipal-dc":
+            return f"municipal-dc-{self.department.city or 'unknown'}"
+        return self.target
 
 
 class Milestone(_Strict):

@@ -144,13 +144,6 @@ def lab_block(index: int) -> IPv4Network:
     return list(LAB_SPACE.subnets(new_prefix=18))[index]
 
 
-def target_group(plan: DepartmentPlan) -> str:
-    """The Pulumi programs' grouping: municipal data centers are per city."""
-    if plan.target == "municipal-dc":
-        return f"municipal-dc-{plan.department.city or 'unknown'}"
-    return plan.target
-
-
 def target_host(dept: str, system: str) -> str:
     return f"{dept}-{system}"
 
@@ -238,7 +231,7 @@ def build_topology(plans: PlanSet, name: str = "fjmig", index: int = 0) -> Topol
 
     departments = list(plans.departments.values())
     add("sharing-platform", "platform", [])
-    for group in sorted({target_group(p) for p in departments}):
+    for group in sorted({p.target_group for p in departments}):
         add(f"archive-{group}", "archive", [group], target_group=group)
     services: list[tuple[str, str, str]] = []
     for plan in departments:
@@ -252,7 +245,7 @@ def build_topology(plans: PlanSet, name: str = "fjmig", index: int = 0) -> Topol
             services.append((key, system.host, _srv_path(key, system)))
     _check_paths(services)
     for plan in departments:
-        group = target_group(plan)
+        group = plan.target_group
         topo.archives[plan.id] = f"archive-{group}"
         for system in plan.systems:
             if system.migrates:
