@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from orchestrator.model import DepartmentPlan, System
+from orchestrator.naming import service_port, target_host
 
 from .errors import InfraError
 from .settings import Flavor, Segment, Settings
@@ -28,7 +29,6 @@ from .settings import Flavor, Segment, Settings
 GATEWAY_OFFSET = 1
 ARCHIVE_OFFSET = 9
 FIRST_SYSTEM_OFFSET = 10
-BASE_PORT = 8000
 MIN_VOLUME_GB = 10
 SSH = 22
 DEFAULT_GROUP_RULES = 4
@@ -37,12 +37,7 @@ EGRESS_RULES_PER_GROUP = 2
 """Every new security group starts with allow-all egress rules for IPv4 and IPv6."""
 
 
-def service_port(index: int) -> int:
-    return BASE_PORT + index
-
-
-def host_name(dept: str, system: str) -> str:
-    return f"{dept}-{system}"
+host_name = target_host  # the instance name is the executor's target host name
 
 
 def archive_host_name(dept: str) -> str:

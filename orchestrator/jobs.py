@@ -12,10 +12,8 @@ from typing import Any
 from .graph import Step, system_steps
 from .inventory import Inventory
 from .model import DepartmentPlan, System
+from .naming import service_key, service_name, service_port
 from .plan import PlanSet
-
-SERVICE_DOMAIN = "fjmig.lab"
-BASE_PORT = 8000
 
 
 class JobError(Exception):
@@ -31,13 +29,9 @@ class Job:
     """Inventory hosts the job touches (for messages and cleanup)."""
 
 
-def service_key(dept: str, system: str) -> str:
-    return f"{dept}__{system}"
-
-
 def default_port(plan: DepartmentPlan, system: System) -> int:
-    """The lab's and the Pulumi programs' rule: 8000 + the system's index in its plan."""
-    return BASE_PORT + next(i for i, s in enumerate(plan.systems) if s.id == system.id)
+    """The lab's and the Pulumi programs' rule (naming.service_port), for outputs without ports."""
+    return service_port(next(i for i, s in enumerate(plan.systems) if s.id == system.id))
 
 
 def _system_context(plans: PlanSet, inv: Inventory, dept: str, name: str) -> dict[str, Any]:
@@ -53,7 +47,7 @@ def _system_context(plans: PlanSet, inv: Inventory, dept: str, name: str) -> dic
         "source_host": system.host,
         "service_key": service_key(dept, name),
         "service_port": int((target or {}).get("port") or service.get("port") or default_port(plan, system)),
-        "service_name": service.get("name") or f"{name}.{dept}.{SERVICE_DOMAIN}",
+        "service_name": service.get("name") or service_name(dept, name),
         "office_hosts": [office] if inv.has(office) else [],
         "source_address": service.get("source_address") or inv.address(system.host),
     }

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
+from ..naming import service_key, service_name, service_port, target_host
+
 if TYPE_CHECKING:
     from ..model import DepartmentPlan, System
     from ..plan import PlanSet
@@ -22,8 +24,6 @@ if TYPE_CHECKING:
 LAB_SPACE = IPv4Network("198.18.0.0/15")
 LAB_NAME_PATTERN = r"^[a-z][a-z0-9]{0,7}$"
 MAX_INDEX = 7
-SERVICE_BASE_PORT = 8000
-DOMAIN = "fjmig.lab"
 EXTRANET_IF = "eth0"
 HOSTNAME_MAX = 64
 ROLES = ("source", "target", "archive", "office", "platform")
@@ -98,7 +98,7 @@ class Service:
 
     @property
     def service_key(self) -> str:
-        return f"{self.dept}__{self.system}"
+        return service_key(self.dept, self.system)
 
 
 @dataclass
@@ -142,14 +142,6 @@ def lab_block(index: int) -> IPv4Network:
     if not 0 <= index <= MAX_INDEX:
         raise TopologyError(f"lab index {index} must be between 0 and {MAX_INDEX}")
     return list(LAB_SPACE.subnets(new_prefix=18))[index]
-
-
-def target_host(dept: str, system: str) -> str:
-    return f"{dept}-{system}"
-
-
-def service_name(dept: str, system: str) -> str:
-    return f"{system}.{dept}.{DOMAIN}"
 
 
 def _srv_path(key: str, system: System) -> str:
@@ -301,7 +293,7 @@ def _add_services(topo: Topology, departments: list[DepartmentPlan]) -> None:
                 address = next(link.address for link in host.links if link.network == network).split("/")[0]
             topo.services[key] = Service(
                 key=key, dept=plan.id, system=system.id, host=system.host, path=system.data.path,
-                port=SERVICE_BASE_PORT + position, name=service_name(plan.id, system.id),
+                port=service_port(position), name=service_name(plan.id, system.id),
                 source_address=address, network=network, status=system.status,
                 classification=system.classification, migrates=system.migrates,
                 target_host=target_host(plan.id, system.id) if system.migrates else None,
