@@ -26,7 +26,17 @@ from .inventory import Inventory
 from .jobs import Job, JobError, build_job
 from .journal import Journal, operator_name
 from .plan import PlanSet
-from .runner import JobResult, RunnerConfig, close_control_masters, new_control_dir, reap_orphans, run_job
+from .runner import (
+    JobResult,
+    RunnerConfig,
+    close_control_masters,
+    job_token,
+    new_control_dir,
+    playbook_server,
+    reap_orphans,
+    run_job,
+    stop_remote,
+)
 
 KIND_RANK = {"milestone": 0, "presync": 1, "decommission": 1, "cutover": 2, "verify": 3, "share": 4,
              "retire": 5, "close": 6}
@@ -45,6 +55,8 @@ class RunOptions:
     log_dir: Path | None = None
     work_dir: Path = Path(".fjmig/jobs")
     playbooks_dir: Path | None = None
+    playbook_server: bool = True
+    """Run jobs through a warm ansible-playbook (forkserver.py); False: each job starts its own."""
 
 
 @dataclass
@@ -141,7 +153,10 @@ class Executor:
         config = RunnerConfig(
             inventory=self.inventory.path, playbooks_dir=opts.playbooks_dir or RunnerConfig.playbooks_dir,
             work_dir=opts.work_dir, log_dir=opts.log_dir, check=opts.check, control_dir=control_dir,
+            job_tag=self.journal.identity(),
         )
+        if stale:
+            self._stop_leftovers(stale, config)
 
         def record(step_id: str, state: str, message: str | None = None, stats: dict[str, Any] | None = None) -> None:
             states[step_id] = state
@@ -168,7 +183,10 @@ class Executor:
         running: dict[Future[JobResult], tuple[str, Job, int]] = {}
         retry_at: dict[str, tuple[float, int]] = {}
         pool = ThreadPoolExecutor(max_workers=max(1, opts.parallel), thread_name_prefix="fjmig-job")
+        server = contextlib.ExitStack()
         try:
+            if opts.playbook_server and todo:
+                config.playbook_server = server.enter_context(playbook_server(config)).wait_ready()
             while True:
                 if not self.cancel.is_set():
                     self._start_ready(todo, failed, done, satisfied, approvals, record, running, retry_at, pool,
@@ -202,6 +220,7 @@ class Executor:
             raise
         finally:
             pool.shutdown(wait=True)
+            server.close()
             close_control_masters(control_dir)
             shutil.rmtree(control_dir, ignore_errors=True)
             (opts.work_dir / f"control-{run_id}").unlink(missing_ok=True)
@@ -225,6 +244,24 @@ class Executor:
         for step_id in selected & done:
             states.setdefault(step_id, "succeeded")
         return RunSummary(run_id, status, states, messages, len(selected))
+
+    def _stop_leftovers(self, stale: list[str], config: RunnerConfig) -> None:
+        """Steps that were running when fjmig died may still have commands running on their hosts
+        (SIGKILL gave no chance to stop them): stop those before the steps run again."""
+        hosts: set[str] = set()
+        tokens = []
+        for step_id in stale:
+            step = self.graph.steps.get(step_id)
+            if step is None or step.kind == "milestone":
+                continue
+            with contextlib.suppress(JobError):
+                hosts.update(build_job(step, self.plans, self.inventory).hosts)
+                tokens.append(job_token(config.job_tag or "", step_id))
+        if hosts and tokens:
+            result = stop_remote(sorted(hosts), tokens, config)
+            assert self.run_id is not None
+            self.journal.note(self.run_id, "stopped-leftovers",
+                              {"steps": sorted(stale), "status": result.status, "changed": result.changed})
 
     def _start_ready(self, todo: set[str], failed: set[str], done: set[str], satisfied: Callable[[str], bool],
                      approvals: dict[str, Any], record: Callable[..., None],
@@ -281,6 +318,9 @@ class Executor:
                 failed: set[str], record: Callable[..., None], retry_at: dict[str, tuple[float, int]]) -> None:
         stats = {"changed": result.changed, "rc": result.rc, "bytes": result.bytes_moved,
                  **{k: sum((result.stats.get(k) or {}).values()) for k in ("ok", "failures", "dark", "skipped")}}
+        with contextlib.suppress(TypeError, ValueError):
+            if "fjmig_downtime_s" in result.reported:  # cutover.yml: from the freeze to the switch
+                stats["downtime_s"] = round(float(result.reported["fjmig_downtime_s"]), 3)
         if result.status == "successful":
             todo.discard(step_id)
             done.add(step_id)

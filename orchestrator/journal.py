@@ -18,6 +18,7 @@ import json
 import os
 import socket
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -224,6 +225,17 @@ class Journal:
                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (seq, at_text, run_id, kind, step_id, text, prev, digest))
         conn.execute("INSERT INTO meta (key, value) VALUES ('head', ?) ON CONFLICT(key) DO UPDATE SET value = "
                      "excluded.value", (f"{seq}:{digest}",))
+
+    def identity(self) -> str:
+        """A random id of this journal, made on first use. Jobs are tagged with it and their step id
+        (runner.job_token) so that what a run left on the hosts can be found and stopped."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'id'").fetchone()
+        if row:
+            return str(row[0])
+        with self._tx() as conn:
+            conn.execute("INSERT INTO meta (key, value) VALUES ('id', ?) ON CONFLICT(key) DO NOTHING",
+                         (uuid.uuid4().hex,))
+        return str(self.conn.execute("SELECT value FROM meta WHERE key = 'id'").fetchone()[0])
 
     def start_run(self, operator: str, args: dict[str, Any]) -> int:
         at = now()

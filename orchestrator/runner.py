@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .forkserver import SERVER_FLAG, PlaybookServer, kill_tree
 from .jobs import Job
 
 TRANSFERRED = re.compile(r"^Total transferred file size: ([\d,.]+) bytes", re.MULTILINE)
@@ -41,6 +43,8 @@ class JobResult:
     unreachable_hosts: list[str] = field(default_factory=list)
     bytes_moved: int = 0
     """Bytes rsync transferred (its --stats 'Total transferred file size'), for progress."""
+    reported: dict[str, Any] = field(default_factory=dict)
+    """What the playbook reported with set_stats (e.g. the cutover's fjmig_downtime_s)."""
 
 
 @dataclass
@@ -54,6 +58,10 @@ class RunnerConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
     control_dir: Path | None = None
     """Shared by a run's jobs so SSH connections persist between steps; closed at the end."""
+    playbook_server: str | None = None
+    """Socket of the run's playbook server (forkserver.py); None: every job execs ansible-playbook."""
+    job_tag: str | None = None
+    """The journal's identity: jobs get fjmig_job_token = job_token(job_tag, step) (see cancel.yml)."""
 
 
 def _envvars(control_dir: Path, config: RunnerConfig) -> dict[str, str]:
@@ -73,14 +81,13 @@ def _envvars(control_dir: Path, config: RunnerConfig) -> dict[str, str]:
     return env
 
 
-WRAPPER = """#!{python}
-# fjmig: records the playbook's process group so that a later run can reap it if fjmig dies.
-import os, sys
-job = os.environ.get("FJMIG_JOB_DIR")
-if job:
-    with open(os.path.join(job, "pgid"), "w") as handle:
-        handle.write(str(os.getpgid(0)))
-os.execvp("ansible-playbook", ["ansible-playbook", *sys.argv[1:]])
+WRAPPER = """#!{python} -IS
+# fjmig: records the playbook's process group (so that a later run can reap it if fjmig dies) and
+# runs ansible-playbook through the run's playbook server, or execs it (orchestrator/forkserver.py).
+import sys
+sys.path.insert(0, {root!r})
+from orchestrator.forkserver import client_main
+sys.exit(client_main(sys.argv[1:]))
 """
 
 
@@ -92,7 +99,7 @@ def playbook_wrapper(work_dir: Path) -> Path:
     with _WRAPPER_LOCK:
         work_dir.mkdir(parents=True, exist_ok=True)
         path = work_dir / "ansible-playbook-wrapper"
-        text = WRAPPER.format(python=sys.executable)
+        text = WRAPPER.format(python=sys.executable, root=str(Path(__file__).resolve().parent.parent))
         if not path.exists() or path.read_text() != text:
             tmp = path.with_suffix(f".tmp{os.getpid()}")
             tmp.write_text(text)
@@ -109,12 +116,14 @@ def reap_orphans(work_dir: Path) -> list[int]:
     if not work_dir.is_dir():
         return killed
     for job_dir in work_dir.glob("job-*"):
-        pgid_file = job_dir / "pgid"
-        with contextlib.suppress(OSError, ValueError):
-            pgid = int(pgid_file.read_text().strip())
-            if pgid > 1 and _is_ansible_group(pgid):
-                os.killpg(pgid, signal.SIGKILL)
-                killed.append(pgid)
+        for pgid_file in job_dir.glob("pgid*"):  # the wrapper's group, and the playbook server child's
+            with contextlib.suppress(OSError, ValueError):
+                pgid = int(pgid_file.read_text().strip())
+                if pgid > 1 and _is_ansible_group(pgid):
+                    kill_tree(pgid)  # ansible's workers run in sessions of their own
+                    with contextlib.suppress(OSError):
+                        os.killpg(pgid, signal.SIGKILL)
+                    killed.append(pgid)
         shutil.rmtree(job_dir, ignore_errors=True)
     for record in work_dir.glob("control-*"):
         with contextlib.suppress(OSError):
@@ -127,12 +136,13 @@ def reap_orphans(work_dir: Path) -> list[int]:
 
 
 def _is_ansible_group(pgid: int) -> bool:
-    """The group leader is still an ansible-playbook (pids are reused: never kill a stranger)."""
+    """The group leader is still an ansible-playbook, its wrapper or a playbook server child (pids
+    are reused: never kill a stranger)."""
     try:
         cmdline = Path(f"/proc/{pgid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return any(b"ansible-playbook" in part for part in cmdline[:3])
+    return any(b"ansible-playbook" in part or part == SERVER_FLAG.encode() for part in cmdline[:5])
 
 
 def new_control_dir() -> Path:
@@ -150,8 +160,46 @@ def close_control_masters(control_dir: Path) -> None:
                            capture_output=True, timeout=10, check=False)
 
 
+def playbook_server(config: RunnerConfig) -> PlaybookServer:
+    """The run's playbook server, started with the environment ansible-runner gives its jobs (so
+    that ansible's configuration is the same; forkserver.py checks it per job)."""
+    from ansible_runner.config.runner import RunnerConfig as AnsibleRunnerConfig
+
+    if config.control_dir is None:
+        raise ValueError("a playbook server needs the run's shared control_dir")
+    with tempfile.TemporaryDirectory(prefix="fjenv-") as tmp:
+        prepared = AnsibleRunnerConfig(private_data_dir=tmp, project_dir=str(config.playbooks_dir),
+                                       playbook="presync.yml", envvars=_envvars(config.control_dir, config),
+                                       binary=str(playbook_wrapper(config.work_dir).resolve()), ident="job",
+                                       quiet=True)
+        prepared.prepare()
+        env = {k: str(v) for k, v in prepared.env.items()}
+    return PlaybookServer(config.playbooks_dir, env)
+
+
+def job_token(job_tag: str, step_id: str) -> str:
+    """What a job's remote commands carry as FJMIG_JOB_TOKEN: unique to the journal and the step."""
+    return f"{job_tag}:{step_id}"
+
+
+def stop_remote(hosts: list[str], tokens: list[str], config: RunnerConfig) -> JobResult:
+    """Stop, on HOSTS, what jobs with TOKENS left running (playbooks/cancel.yml)."""
+    quiet = dataclasses.replace(config, job_tag=None, check=False, log_dir=None)
+    job = Job("cancel", "cancel.yml", {"fjmig_cancel_hosts": sorted(set(hosts)), "fjmig_cancel_tokens": tokens},
+              tuple(sorted(set(hosts))))
+    return run_job(job, quiet, threading.Event())
+
+
 def run_job(job: Job, config: RunnerConfig, cancel: threading.Event) -> JobResult:
-    """Run one playbook job; never raises for a playbook failure."""
+    """Run one playbook job; never raises for a playbook failure. A cancelled job's remote commands
+    are stopped before this returns."""
+    result = _run_job(job, config, cancel)
+    if result.status == "canceled" and config.job_tag and job.hosts:
+        stop_remote(list(job.hosts), [job_token(config.job_tag, job.step_id)], config)
+    return result
+
+
+def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event) -> JobResult:
     import ansible_runner
 
     config.work_dir.mkdir(parents=True, exist_ok=True)
@@ -163,9 +211,14 @@ def run_job(job: Job, config: RunnerConfig, cancel: threading.Event) -> JobResul
     # Extra vars go in env/extravars (0600), not on the command line where `ps` shows them.
     extravars = job_dir / "env" / "extravars"
     extravars.touch(mode=0o600)
-    extravars.write_text(json.dumps(job.extravars, ensure_ascii=False))
+    variables = dict(job.extravars)
+    if config.job_tag:
+        variables["fjmig_job_token"] = job_token(config.job_tag, job.step_id)
+    extravars.write_text(json.dumps(variables, ensure_ascii=False))
     env = _envvars(control_dir, config)
     env["FJMIG_JOB_DIR"] = str(job_dir.resolve())
+    if config.playbook_server:
+        env["FJMIG_PLAYBOOK_SERVER"] = config.playbook_server
     (job_dir / "env" / "settings").write_text(json.dumps({
         "pexpect_timeout": 1,
         "suppress_ansible_output": True,
@@ -173,10 +226,13 @@ def run_job(job: Job, config: RunnerConfig, cancel: threading.Event) -> JobResul
     failure: dict[str, str] = {}
     unreachable: list[str] = []
     moved = [0]
+    reported: dict[str, Any] = {}
 
     def on_event(event: dict[str, Any]) -> bool:
         kind = event.get("event", "")
         data = event.get("event_data", {})
+        if kind == "playbook_on_stats":
+            reported.update({k: v for k, v in (data.get("artifact_data") or {}).items() if k.startswith("fjmig_")})
         if kind == "runner_on_ok":
             stdout = str((data.get("res") or {}).get("stdout") or "")
             for match in TRANSFERRED.finditer(stdout):
@@ -230,7 +286,7 @@ def run_job(job: Job, config: RunnerConfig, cancel: threading.Event) -> JobResul
     if status == "canceled":
         return JobResult("canceled", rc, "interrupted", stats, changed, bytes_moved=moved[0])
     if status == "successful" and rc == 0:
-        return JobResult("successful", rc, None, stats, changed, bytes_moved=moved[0])
+        return JobResult("successful", rc, None, stats, changed, bytes_moved=moved[0], reported=reported)
     if unreachable or (stats.get("dark") or {}):
         hosts = sorted(set(unreachable) | set(stats.get("dark") or {}))
         return JobResult("unreachable", rc, failure.get("message") or f"unreachable: {', '.join(hosts)}", stats,

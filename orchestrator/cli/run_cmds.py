@@ -46,6 +46,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     run.add_argument("--until", choices=UNTIL_KINDS, metavar="KIND",
                      help="run steps up to this kind: " + ", ".join(UNTIL_KINDS))
     run.add_argument("--check", action="store_true", help="Ansible check mode: change nothing anywhere")
+    run.add_argument("--no-playbook-server", action="store_true",
+                     help="start a fresh ansible-playbook for every job instead of forking one warm playbook "
+                          "server per run (slower; for troubleshooting)")
     run.add_argument("--retries", type=int, default=3, metavar="N", help="retries for unreachable hosts (default 3)")
     run.add_argument("--backoff", type=positive_float, default=2.0, metavar="SECONDS",
                      help="first retry delay, doubled each time (default 2)")
@@ -284,6 +287,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(
         parallel=args.parallel, only=args.only, until=args.until, check=args.check, retries=args.retries,
         backoff_s=args.backoff, log_dir=journal_dir / "logs", work_dir=journal_dir / "jobs",
+        playbook_server=not args.no_playbook_server,
     )
     summary = execute(plans, inventory, args.journal, options, args.format)
     if args.format == "text":
@@ -302,7 +306,8 @@ def _print_summary(summary: Any) -> None:
 
 
 def status_data(plans: Any, records: dict[str, Any], approvals: dict[str, Any]) -> dict[str, Any]:
-    """Per department: done/total, running, held, failed (with reasons)."""
+    """Per department: done/total, running, held, failed (with reasons), and the downtime of each
+    finished cutover (seconds from the freeze to the switch, as the cutover playbook measured it)."""
     from ..graph import build_graph
 
     graph = build_graph(plans)
@@ -311,12 +316,14 @@ def status_data(plans: Any, records: dict[str, Any], approvals: dict[str, Any]) 
         if step.kind == "milestone":
             continue
         dept = out.setdefault(step.dept, {"done": 0, "total": 0, "running": [], "held": [], "failed": [],
-                                          "blocked": [], "interrupted": []})
+                                          "blocked": [], "interrupted": [], "downtime_s": {}})
         dept["total"] += 1
         record = records.get(step_id)
         state = record.state if record else "pending"
         if state == "succeeded":
             dept["done"] += 1
+            if step.kind == "cutover" and record and "downtime_s" in (record.stats or {}):
+                dept["downtime_s"][step.subject] = record.stats["downtime_s"]
         elif state in ("running", "interrupted"):
             dept[state].append(step_id)
         elif state in ("held", "failed", "blocked"):
@@ -343,14 +350,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         print_json({"journal": str(args.journal), "departments": data})
         return 0
     table = Table(title=f"Migration status ({args.journal})", title_justify="left")
-    for column in ("department", "done", "running", "held for approval", "failed / blocked"):
+    for column in ("department", "done", "running", "held for approval", "failed / blocked", "cutover downtime"):
         table.add_column(column)
     for dept in sorted(data):
         row = data[dept]
         problems = [f"{f['step']}: {f['reason']}" for f in row["failed"]] + \
                    [f"{b['step']} (blocked)" for b in row["blocked"]]
+        downtimes = [f"{system} {seconds:.2f} s" for system, seconds in sorted(row["downtime_s"].items())]
         table.add_row(dept, f"{row['done']}/{row['total']}", "\n".join(row["running"] + row["interrupted"]),
-                      "\n".join(h["step"] for h in row["held"]), "\n".join(problems))
+                      "\n".join(h["step"] for h in row["held"]), "\n".join(problems), "\n".join(downtimes))
     console().print(table)
     return 0
 

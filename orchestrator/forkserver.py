@@ -1,0 +1,395 @@
+"""A warm ansible-playbook for a run's jobs: the playbook fork server.
+
+Every step is one ansible-playbook run under ansible-runner. Python start-up plus importing
+ansible costs ~1 s of CPU per step (measured: a no-op playbook takes 1.5 s, of which 1.07 s is
+`import ansible.cli.playbook`), which at 1 GB is as much as the copy itself. The executor
+therefore starts this server once per run: it imports ansible-core once, with the run's
+environment and working directory, and forks a child per job that runs ansible-core's own
+`ansible-playbook` entry point (`ansible.cli.playbook.main`), so the playbook still runs
+unchanged, under ansible-runner, with runner's callback and events.
+
+The link is the `binary` ansible-runner starts (runner.WRAPPER): it hands the server its
+argv, environment, working directory and terminal (stdin/stdout/stderr, passed as file
+descriptors over a unix socket), waits for the exit status and exits with it. If the wrapper
+dies (runner cancels a job by killing its process group), the server kills the child's process
+group. The fast path is only taken when nothing that Ansible reads at import time differs from
+the server's (every ANSIBLE_* variable but the per-job fact cache path, and the working
+directory); otherwise the child execs the real ansible-playbook, so a mismatch costs speed,
+never correctness. Stdlib only: the wrapper imports this module with `python -I -S`.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import ctypes
+import json
+import os
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SERVER_FLAG = "--fjmig-playbook-server"
+"""In the server's argv, so that orphan reaping recognises its children (runner._is_ansible_group)."""
+PER_JOB_VARS = frozenset({"ANSIBLE_CACHE_PLUGIN_CONNECTION"})
+"""ANSIBLE_* variables that differ between jobs and that Ansible only reads at run time."""
+_MAX_MESSAGE = 4 << 20
+_PR_SET_PDEATHSIG = 1
+
+
+def _send(conn: socket.socket, payload: dict[str, Any], fds: list[int] | None = None) -> None:
+    data = json.dumps(payload).encode()
+    message = len(data).to_bytes(4, "big") + data
+    if fds:
+        conn.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+    else:
+        conn.sendall(message)
+
+
+def _recv_exact(conn: socket.socket, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = conn.recv(size)
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _recv(conn: socket.socket, with_fds: bool = False) -> tuple[dict[str, Any], list[int]]:
+    fds: list[int] = []
+    if with_fds:
+        fd_size = array.array("i").itemsize * 3
+        head, ancdata, _, _ = conn.recvmsg(4, socket.CMSG_SPACE(fd_size))
+        for level, kind, data in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                received = array.array("i")
+                received.frombytes(data[: len(data) - (len(data) % received.itemsize)])
+                fds.extend(received)
+        if not head:
+            raise EOFError
+        head += _recv_exact(conn, 4 - len(head))
+    else:
+        head = _recv_exact(conn, 4)
+    size = int.from_bytes(head, "big")
+    if size > _MAX_MESSAGE:
+        raise ValueError("message too large")
+    return json.loads(_recv_exact(conn, size)), fds
+
+
+def _import_fingerprint(env: dict[str, str], cwd: str) -> dict[str, str]:
+    """What ansible-core reads when it is imported (configuration): must match for the fast path."""
+    keys = {k: v for k, v in env.items() if k.startswith("ANSIBLE_") and k not in PER_JOB_VARS}
+    return {**keys, "\0cwd": os.path.realpath(cwd)}
+
+
+# ----------------------------------------------------------------------------------------------
+# The server
+
+
+@dataclass
+class _Job:
+    pid: int
+    conn: socket.socket
+    pidfd: int
+
+
+def serve(socket_path: str) -> None:
+    """Import ansible, then fork a child per request until told to stop (SIGTERM) or orphaned."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)  # dies with the fjmig process that started it
+    if os.getppid() == 1:
+        return
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # sys.exit: ansible's atexit cleanup runs
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    import ansible.cli.playbook  # noqa: F401  (the point of the server)
+    from ansible import constants
+
+    for module in ("ansible.executor.task_executor", "ansible.executor.process.worker",
+                   "ansible.plugins.strategy.linear", "ansible.plugins.connection.ssh",
+                   "ansible.plugins.connection.local", "ansible.plugins.action.command",
+                   "ansible.plugins.action.normal", "ansible.plugins.inventory.yaml",
+                   "ansible.plugins.callback.default", "ansible.template"):
+        with contextlib.suppress(Exception):
+            __import__(module)
+
+    fingerprint = _import_fingerprint(dict(os.environ), os.getcwd())
+    local_tmp_root = os.path.dirname(str(constants.DEFAULT_LOCAL_TMP))
+    counts = {"forked": 0, "fallback": 0}
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_path)
+    os.chmod(socket_path, 0o600)
+    listener.listen(64)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ, "accept")
+    jobs: dict[int, _Job] = {}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        while True:
+            for key, _ in selector.select():
+                tag = key.data
+                if tag == "accept":
+                    conn, _ = listener.accept()
+                    try:
+                        request, fds = _recv(conn, with_fds=True)
+                    except (OSError, EOFError, ValueError):
+                        conn.close()
+                        continue
+                    if request.get("stats") or len(fds) != 3:
+                        for fd in fds:
+                            os.close(fd)
+                        with contextlib.suppress(OSError):
+                            _send(conn, dict(counts))
+                        conn.close()
+                        continue
+                    fast = _import_fingerprint(request["env"], request["cwd"]) == fingerprint
+                    counts["forked" if fast else "fallback"] += 1
+                    pid = os.fork()
+                    if pid == 0:  # the child never returns
+                        selector.close()
+                        listener.close()
+                        for job in jobs.values():
+                            job.conn.close()
+                            os.close(job.pidfd)
+                        _run_child(conn, request, fds, fast, local_tmp_root)
+                    for fd in fds:
+                        os.close(fd)
+                    pidfd = os.pidfd_open(pid)
+                    jobs[pid] = _Job(pid, conn, pidfd)
+                    selector.register(conn, selectors.EVENT_READ, ("conn", pid))
+                    selector.register(pidfd, selectors.EVENT_READ, ("exit", pid))
+                elif tag[0] == "conn":
+                    job = jobs[tag[1]]
+                    try:
+                        message, _ = _recv(job.conn)
+                    except (OSError, EOFError, ValueError):
+                        # The wrapper is gone (runner cancelled the job): so is the playbook.
+                        kill_tree(job.pid)
+                        selector.unregister(job.conn)
+                        continue
+                    with contextlib.suppress(OSError, KeyError, TypeError, ValueError):
+                        os.killpg(job.pid, signal.Signals(int(message["signal"])))
+                else:
+                    job = jobs.pop(tag[1])
+                    _, status = os.waitpid(job.pid, 0)
+                    code = os.waitstatus_to_exitcode(status)
+                    with contextlib.suppress(OSError):
+                        _send(job.conn, {"exit": code if code >= 0 else 128 - code})
+                    with contextlib.suppress(KeyError, ValueError):
+                        selector.unregister(job.conn)
+                    selector.unregister(job.pidfd)
+                    os.close(job.pidfd)
+                    job.conn.close()
+    finally:
+        for job in jobs.values():
+            kill_tree(job.pid)
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                    stat = handle.read()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def process_tree(root: int) -> list[int]:
+    """ROOT and every process below it, whatever its session or process group."""
+    children = _children_map()
+    tree, queue = [], [root]
+    while queue:
+        pid = queue.pop()
+        tree.append(pid)
+        queue.extend(children.get(pid, []))
+    return tree
+
+
+def kill_tree(root: int) -> None:
+    """Kill a playbook and everything it started. Process groups are not enough: ansible's workers
+    call setsid(), so a killed ansible-playbook leaves its workers and their commands running.
+    The tree is frozen first (SIGSTOP) so that nothing forks or escapes to init between the walk
+    and the kill."""
+    stopped: set[int] = set()
+    for _ in range(5):
+        fresh = [pid for pid in process_tree(root) if pid not in stopped]
+        if not fresh:
+            break
+        for pid in fresh:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGSTOP)
+            stopped.add(pid)
+    for pid in stopped:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _run_child(conn: socket.socket, request: dict[str, Any], fds: list[int], fast: bool,
+               local_tmp_root: str) -> None:
+    code = 1
+    try:
+        os.setpgid(0, 0)
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for target, fd in zip((0, 1, 2), fds, strict=True):
+            os.dup2(fd, target)
+        for fd in fds:
+            if fd > 2:
+                os.close(fd)
+        conn.close()
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        argv = [str(a) for a in request["argv"]]
+        job_dir = os.environ.get("FJMIG_JOB_DIR")
+        if job_dir:  # so that a later run can reap this playbook if fjmig dies (runner.reap_orphans)
+            with open(os.path.join(job_dir, "pgid.play"), "w", encoding="ascii") as handle:
+                handle.write(str(os.getpid()))
+        if not fast:
+            os.execvp("ansible-playbook", ["ansible-playbook", *argv[1:]])  # noqa: S606 (argv, no shell)
+        from ansible import constants
+        from ansible.cli.playbook import main
+
+        # The local temporary directory is made when ansible is imported: give each job its own.
+        constants.DEFAULT_LOCAL_TMP = tempfile.mkdtemp(prefix=f"ansible-local-{os.getpid()}", dir=local_tmp_root)
+        with contextlib.suppress(Exception):
+            from ansible.utils.display import Display
+
+            Display()._set_column_width()
+        sys.argv = ["ansible-playbook", *argv[1:]]
+        try:
+            main(sys.argv)
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        finally:
+            shutil.rmtree(str(constants.DEFAULT_LOCAL_TMP), ignore_errors=True)
+    except BaseException as exc:  # the child must always exit, never return
+        with contextlib.suppress(Exception):
+            sys.stderr.write(f"fjmig playbook server: {exc!r}\n")
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+# ----------------------------------------------------------------------------------------------
+# The wrapper's side
+
+
+def client_main(argv: list[str]) -> int:
+    """Run ansible-playbook ARGV through the server named by $FJMIG_PLAYBOOK_SERVER, or exec it."""
+    job_dir = os.environ.get("FJMIG_JOB_DIR")
+    if job_dir:
+        with open(os.path.join(job_dir, "pgid"), "w", encoding="ascii") as handle:
+            handle.write(str(os.getpgid(0)))
+    path = os.environ.get("FJMIG_PLAYBOOK_SERVER")
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        if not path:
+            raise OSError("no server")
+        conn.connect(path)
+        _send(conn, {"argv": ["ansible-playbook", *argv], "env": dict(os.environ), "cwd": os.getcwd()}, [0, 1, 2])
+    except OSError:
+        conn.close()
+        os.execvp("ansible-playbook", ["ansible-playbook", *argv])  # noqa: S606 (argv, no shell)
+
+    def forward(signum: int, _frame: Any) -> None:
+        with contextlib.suppress(OSError):
+            _send(conn, {"signal": int(signum)})
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, forward)
+    while True:
+        try:
+            reply, _ = _recv(conn)
+        except InterruptedError:
+            continue
+        except (OSError, EOFError, ValueError):
+            sys.stderr.write("fjmig: the playbook server went away\n")
+            return 1
+        if "exit" in reply:
+            return int(reply["exit"])
+
+
+# ----------------------------------------------------------------------------------------------
+# The executor's side
+
+
+class PlaybookServer:
+    """Start the server for a run (a context manager); `path` goes in the jobs' environment."""
+
+    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
+        self.cwd = cwd
+        self.env = env
+        self.dir: Path | None = None
+        self.path = ""
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> PlaybookServer:
+        self.dir = Path(tempfile.mkdtemp(prefix="fjps-", dir="/tmp"))  # short: a socket path is <108 bytes
+        self.path = str(self.dir / "s")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.forkserver", SERVER_FLAG, self.path],
+            cwd=self.cwd, env={**self.env, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C on the terminal reaches fjmig, which cancels jobs
+        )
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> str | None:
+        """The socket path once the server accepts jobs; None if it failed to start (then every job
+        execs ansible-playbook, as it would without a server)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if os.path.exists(self.path):
+                return self.path
+            if self.process is None or self.process.poll() is not None:
+                return None
+            time.sleep(0.02)
+        return None
+
+    def stats(self) -> dict[str, int]:
+        """How many jobs took the fast path ("forked") and how many exec'd ansible-playbook."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(self.path)
+            _send(conn, {"stats": True})
+            reply, _ = _recv(conn)
+            return {k: int(v) for k, v in reply.items()}
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == SERVER_FLAG:
+        serve(sys.argv[2])
+    else:
+        sys.stderr.write(f"usage: python -m orchestrator.forkserver {SERVER_FLAG} SOCKET\n")
+        sys.exit(2)

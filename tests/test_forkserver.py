@@ -1,0 +1,150 @@
+"""The playbook server (orchestrator/forkserver.py): jobs run through ansible-runner exactly as
+without it (events, stats, exit status, cancel), only faster; a mismatch falls back to exec."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.jobs import Job
+from orchestrator.runner import RunnerConfig, new_control_dir, playbook_server, reap_orphans, run_job
+
+PLAYBOOKS = {
+    "write.yml": [{
+        "name": "Write a file", "hosts": "localhost", "gather_facts": False,
+        "tasks": [{"name": "Write", "ansible.builtin.copy": {"dest": "{{ dest }}", "content": "{{ content }}\n",
+                                                              "mode": "0600"}}],
+    }],
+    "fail.yml": [{
+        "name": "Fail", "hosts": "localhost", "gather_facts": False,
+        "tasks": [{"name": "Refuse", "ansible.builtin.fail": {"msg": "refused on purpose"}}],
+    }],
+    "sleep.yml": [{
+        "name": "Sleep", "hosts": "localhost", "gather_facts": False,
+        "tasks": [{"name": "Sleep", "ansible.builtin.command": {"argv": ["sleep", "{{ seconds }}"]},
+                   "changed_when": False}],
+    }],
+}
+
+
+@pytest.fixture()
+def setup(tmp_path: Path):
+    playbooks = tmp_path / "playbooks"
+    playbooks.mkdir()
+    for name, play in PLAYBOOKS.items():
+        (playbooks / name).write_text(yaml.safe_dump(play))
+    (playbooks / "ansible.cfg").write_text("[defaults]\ngathering = explicit\n")
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"}}}}))
+    control = new_control_dir()
+    config = RunnerConfig(inventory=inventory, playbooks_dir=playbooks, work_dir=tmp_path / "jobs", control_dir=control)
+    yield tmp_path, config
+    import shutil
+
+    shutil.rmtree(control, ignore_errors=True)
+
+
+def _job(step: str, playbook: str, **extravars: object) -> Job:
+    return Job(step, playbook, dict(extravars), ("localhost",))
+
+
+def test_jobs_run_forked_with_runner_events_and_status(setup) -> None:
+    tmp_path, config = setup
+    with playbook_server(config) as server:
+        config.playbook_server = server.wait_ready()
+        assert config.playbook_server
+        first = run_job(_job("a/x:presync", "write.yml", dest=str(tmp_path / "out.txt"), content="一 one"), config,
+                        threading.Event())
+        again = run_job(_job("a/x:presync", "write.yml", dest=str(tmp_path / "out.txt"), content="一 one"), config,
+                        threading.Event())
+        failed = run_job(_job("a/x:verify", "fail.yml"), config, threading.Event())
+        stats = server.stats()
+    assert first.status == "successful" and first.changed == 1
+    assert (tmp_path / "out.txt").read_text() == "一 one\n"
+    assert again.status == "successful" and again.changed == 0  # idempotent, stats from runner's events
+    assert failed.status == "failed" and failed.rc != 0 and "refused on purpose" in (failed.message or "")
+    assert stats == {"forked": 3, "fallback": 0}
+    assert not list((tmp_path / "jobs").glob("job-*"))  # job dirs (runner's env artifact) removed
+
+
+def test_a_different_ansible_configuration_falls_back_to_exec(setup) -> None:
+    tmp_path, config = setup
+    with playbook_server(config) as server:
+        config.playbook_server = server.wait_ready()
+        config.extra_env = {"ANSIBLE_FORKS": "3"}  # read at import time: the warm server cannot honour it
+        result = run_job(_job("a/x:presync", "write.yml", dest=str(tmp_path / "b.txt"), content="b"), config,
+                         threading.Event())
+        stats = server.stats()
+    assert result.status == "successful" and (tmp_path / "b.txt").read_text() == "b\n"
+    assert stats == {"forked": 0, "fallback": 1}
+
+
+def test_cancel_kills_the_forked_playbook(setup) -> None:
+    _, config = setup
+    cancel = threading.Event()
+    with playbook_server(config) as server:
+        config.playbook_server = server.wait_ready()
+        timer = threading.Timer(3.0, cancel.set)
+        timer.start()
+        started = time.monotonic()
+        result = run_job(_job("a/x:presync", "sleep.yml", seconds=600), config, cancel)
+        elapsed = time.monotonic() - started
+        assert result.status == "canceled"
+        assert elapsed < 60
+        deadline = time.monotonic() + 10
+        while _sleepers() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _sleepers(), "the playbook's command outlived the cancelled job"
+        assert server.stats()["forked"] == 1
+
+
+def test_orphans_of_a_dead_run_are_reaped(setup) -> None:
+    """The server's child records its process group; reap_orphans kills it if fjmig died."""
+    tmp_path, config = setup
+    cancel = threading.Event()
+    with playbook_server(config) as server:
+        config.playbook_server = server.wait_ready()
+        thread = threading.Thread(target=run_job, args=(_job("a/x:presync", "sleep.yml", seconds=600), config, cancel))
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not _sleepers() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _sleepers()
+        recorded = sorted(p.name for p in (tmp_path / "jobs").glob("job-*/pgid*"))
+        assert recorded == ["pgid", "pgid.play"]
+        killed = reap_orphans(tmp_path / "jobs")
+        assert len(killed) == 2
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+    deadline = time.monotonic() + 10
+    while _sleepers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _sleepers()
+
+
+def _sleepers() -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if proc.joinpath("cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", b"600"]:
+                    found.append(int(proc.name))
+            except OSError:
+                pass
+    return found
+
+
+def test_without_a_server_jobs_exec_ansible_playbook(setup, monkeypatch) -> None:
+    tmp_path, config = setup
+    monkeypatch.delenv("FJMIG_PLAYBOOK_SERVER", raising=False)
+    assert config.playbook_server is None
+    result = run_job(_job("a/x:presync", "write.yml", dest=str(tmp_path / "c.txt"), content="c"), config,
+                     threading.Event())
+    assert result.status == "successful" and (tmp_path / "c.txt").read_text() == "c\n"
+    assert os.environ.get("FJMIG_PLAYBOOK_SERVER") is None
