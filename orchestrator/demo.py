@@ -52,7 +52,8 @@ def run_demo(args: argparse.Namespace) -> int:
                 if step.approval:
                     journal.approve(step.id, "demo")
         inventory = load_inventory(lab_dir / "inventory.yml", [lab_dir / "outputs.json"])
-        options = RunOptions(parallel=args.parallel, operator="demo", log_dir=state / "logs", work_dir=state / "jobs")
+        options = RunOptions(parallel=args.parallel, operator="demo", log_dir=state / "logs", work_dir=state / "jobs",
+                             enforce_windows=False)  # the lab is a rehearsal
         summary = execute(plans, inventory, journal_path, options, args.format)
         if args.format == "text":
             _print_summary(summary)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,10 @@ class RunOptions:
     playbooks_dir: Path | None = None
     playbook_server: bool = True
     """Run jobs through a warm ansible-playbook (forkserver.py); False: each job starts its own."""
+    enforce_windows: bool = True
+    """A cutover whose plan gives a window is held, not run, outside it. The lab is a rehearsal:
+    the CLI turns this off for --lab (and for --ignore-windows)."""
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
 @dataclass
@@ -128,6 +133,7 @@ class Executor:
         selected = select_steps(self.graph, opts.only, opts.until)
         run_id = self.run_id = self.journal.start_run(opts.operator, {
             "only": opts.only, "until": opts.until, "check": opts.check, "parallel": opts.parallel,
+            "windows": "enforced" if opts.enforce_windows else "not enforced",
         })
         if self.journal.took_over:
             self.journal.note(run_id, "lock-takeover", {"previous": self.journal.took_over})
@@ -245,6 +251,23 @@ class Executor:
             states.setdefault(step_id, "succeeded")
         return RunSummary(run_id, status, states, messages, len(selected))
 
+    def _outside_window(self, step: Step) -> str | None:
+        """Why a cutover may not start now (its change window), or None."""
+        if step.kind != "cutover" or not self.options.enforce_windows:
+            return None
+        _, system = self.plans.systems[step.system_id]
+        bounds = system.cutover.bounds() if system.cutover else None
+        if bounds is None:
+            return None
+        start, end = bounds
+        current = self.options.clock()
+        if start <= current < end:
+            return None
+        when = "opens" if current < start else "closed"
+        return (f"outside its change window {system.cutover.window} ({when} "  # type: ignore[union-attr]
+                f"{(start if current < start else end).isoformat()}); run it inside the window, "
+                "or pass --ignore-windows")
+
     def _stop_leftovers(self, stale: list[str], config: RunnerConfig) -> None:
         """Steps that were running when fjmig died may still have commands running on their hosts
         (SIGKILL gave no chance to stop them): stop those before the steps run again."""
@@ -292,6 +315,12 @@ class Executor:
             if len(running) >= self.options.parallel:
                 continue
             step = self.graph.steps[step_id]
+            outside = self._outside_window(step)
+            if outside:
+                todo.discard(step_id)
+                record(step_id, "held", outside)
+                self._emit("step-held", step_id, state="held", message=outside)
+                continue
             if step.approval and step_id not in approvals and not self.options.check:
                 todo.discard(step_id)
                 message = f"waits for approval: fjmig approve {step.system_id}"

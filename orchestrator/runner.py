@@ -174,6 +174,7 @@ def playbook_server(config: RunnerConfig) -> PlaybookServer:
                                        quiet=True)
         prepared.prepare()
         env = {k: str(v) for k, v in prepared.env.items()}
+    env["FJMIG_WORK_DIR"] = str(config.work_dir.resolve())  # whose server this is (ps, tests)
     return PlaybookServer(config.playbooks_dir, env)
 
 

@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -404,3 +405,62 @@ def test_close_stops_what_is_left_and_marks_once(lab: LabState) -> None:
     assert ok(play(lab, "close.yml", c)).changed == 0
     for host in c["dc_hosts"]:
         assert (lab.paths.root(host) / ".fjmig" / "datacenter-closed").read_text() == markers[host]
+
+
+def _processes_tagged(token: str) -> list[int]:
+    marker = f"FJMIG_JOB_TOKEN={token}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_cancel_stops_only_the_tagged_commands_on_the_hosts(lab: LabState) -> None:
+    """cancel.yml kills, on the given hosts, what carries one of the given job tokens (a remote
+    command outlives the SSH session that started it); nothing else, and services never."""
+    v = system_vars(lab, "registry")
+    host = v["source_host"]
+    started = []
+    for token in ("fjtest:a/x:presync", "fjtest:b/y:presync", ""):
+        started.append(subprocess.Popen(lab.ssh_argv(host, "env", f"FJMIG_JOB_TOKEN={token}", "sleep", "600"),
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        deadline = time.monotonic() + 20
+        while not (_processes_tagged("fjtest:a/x:presync") and _processes_tagged("fjtest:b/y:presync")):
+            assert time.monotonic() < deadline, "the tagged commands did not start"
+            time.sleep(0.05)
+        result = ok(play(lab, "cancel.yml", {"fjmig_cancel_hosts": [host],
+                                             "fjmig_cancel_tokens": ["fjtest:a/x:presync"]}))
+        assert result.changed == 1
+        assert _processes_tagged("fjtest:a/x:presync") == []
+        assert _processes_tagged("fjtest:b/y:presync"), "a command of another job was killed"
+        assert started[2].poll() is None, "an untagged command was killed"
+        assert ok(play(lab, "cancel.yml", {"fjmig_cancel_hosts": [host],
+                                           "fjmig_cancel_tokens": ["fjtest:a/x:presync"]})).changed == 0
+    finally:
+        for proc in started:
+            proc.kill()
+            proc.wait()
+        for pid in _processes_tagged("fjtest:b/y:presync"):
+            os.kill(pid, 9)
+
+
+def test_step_commands_carry_the_job_token_and_services_do_not(lab: LabState) -> None:
+    """What a step starts on a host is tagged with fjmig_job_token (so cancel.yml can find it);
+    the service a cutover starts is not (it must outlive the job)."""
+    v = {**system_vars(lab, "registry"), "fjmig_job_token": "fjtest:tagging"}
+    ok(play(lab, "presync.yml", v))
+    ok(play(lab, "rollback.yml", v))  # so that this cutover is the one that starts the target's service
+    assert ok(play(lab, "cutover.yml", v)).changed > 0
+    MOVED.add("registry")
+    assert service_running(lab, v["target_host"], v["service_key"])
+    pid_file = lab.paths.root(v["target_host"]) / ".fjmig" / "services" / f"{v['service_key']}.pid"
+    service_pid = int(json.loads(pid_file.read_text())["pid"])
+    environ = Path(f"/proc/{service_pid}/environ").read_bytes().split(b"\0")
+    assert not any(e.startswith(b"FJMIG_JOB_TOKEN=fjtest") for e in environ)
+    # the catch-up rsync's SSH connection (ControlPersist) carries the token: cancel.yml would stop it
+    assert all(Path(f"/proc/{pid}/comm").read_text().strip() == "ssh" for pid in _processes_tagged("fjtest:tagging"))

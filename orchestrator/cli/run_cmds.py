@@ -46,6 +46,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     run.add_argument("--until", choices=UNTIL_KINDS, metavar="KIND",
                      help="run steps up to this kind: " + ", ".join(UNTIL_KINDS))
     run.add_argument("--check", action="store_true", help="Ansible check mode: change nothing anywhere")
+    run.add_argument("--ignore-windows", action="store_true",
+                     help="start cutovers outside their plan's change window (recorded in the journal); "
+                          "with --lab windows are never enforced: the lab is a rehearsal")
     run.add_argument("--no-playbook-server", action="store_true",
                      help="start a fresh ansible-playbook for every job instead of forking one warm playbook "
                           "server per run (slower; for troubleshooting)")
@@ -287,7 +290,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(
         parallel=args.parallel, only=args.only, until=args.until, check=args.check, retries=args.retries,
         backoff_s=args.backoff, log_dir=journal_dir / "logs", work_dir=journal_dir / "jobs",
-        playbook_server=not args.no_playbook_server,
+        playbook_server=not args.no_playbook_server, enforce_windows=not (args.lab or args.ignore_windows),
     )
     summary = execute(plans, inventory, args.journal, options, args.format)
     if args.format == "text":
