@@ -35,7 +35,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     run = commands.add_parser("run", help="execute the migration steps (staged, resumable)",
                               description="Run the plans' steps in dependency order through Ansible. "
                               "Succeeded steps are never rerun; run again to resume. Exit 0 all selected steps "
-                              "succeeded, 1 something failed or is blocked, 3 steps are held for approval, "
+                              "succeeded, 1 something failed or is blocked, 3 steps are held (for approval, or a "
+                              "cutover outside its change window), "
                               "130 interrupted.")
     run.add_argument("plans", nargs="?", default=DEFAULT_PLANS, metavar="PLANS_DIR")
     _add_targets(run)
@@ -353,15 +354,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         print_json({"journal": str(args.journal), "departments": data})
         return 0
     table = Table(title=f"Migration status ({args.journal})", title_justify="left")
-    for column in ("department", "done", "running", "held for approval", "failed / blocked", "cutover downtime"):
+    for column in ("department", "done", "running", "held", "failed / blocked", "longest downtime"):
         table.add_column(column)
     for dept in sorted(data):
         row = data[dept]
         problems = [f"{f['step']}: {f['reason']}" for f in row["failed"]] + \
                    [f"{b['step']} (blocked)" for b in row["blocked"]]
-        downtimes = [f"{system} {seconds:.2f} s" for system, seconds in sorted(row["downtime_s"].items())]
+        # the longest cutover downtime of the department (every system's: --format json)
+        longest = max(row["downtime_s"].values(), default=None)
         table.add_row(dept, f"{row['done']}/{row['total']}", "\n".join(row["running"] + row["interrupted"]),
-                      "\n".join(h["step"] for h in row["held"]), "\n".join(problems), "\n".join(downtimes))
+                      "\n".join(h["step"] for h in row["held"]), "\n".join(problems),
+                      f"{longest:.2f} s" if longest is not None else "")
     console().print(table)
     return 0
 

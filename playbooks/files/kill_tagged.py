@@ -2,6 +2,7 @@
 # and print how many. Used by cancel.yml on the hosts of a cancelled or killed job: the job's
 # remote commands (e.g. an rsync pushing to the target) do not die with the SSH session that
 # started them. The processes are stopped first, then killed, so none forks away in between.
+import contextlib
 import json
 import os
 import signal
@@ -22,8 +23,6 @@ for name in os.listdir("/proc"):
         victims.append(int(name))
 for sig in (signal.SIGSTOP, signal.SIGKILL):
     for pid in victims:
-        try:
+        with contextlib.suppress(OSError):  # gone already
             os.kill(pid, sig)
-        except OSError:
-            pass
 print(len(victims))
