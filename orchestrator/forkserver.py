@@ -110,7 +110,11 @@ def serve(socket_path: str) -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)  # dies with the fjmig process that started it
     if os.getppid() == 1:
         return
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # sys.exit: ansible's atexit cleanup runs
+    # SIGTERM only wakes the loop up (a self-pipe): an exception raised at an arbitrary point,
+    # e.g. between freezing a playbook's processes and killing them, would strand them.
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.signal(signal.SIGTERM, lambda *_: os.write(wake_write, b"x"))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     import ansible.cli.playbook  # noqa: F401  (the point of the server)
@@ -135,6 +139,7 @@ def serve(socket_path: str) -> None:
     listener.listen(64)
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, "accept")
+    selector.register(wake_read, selectors.EVENT_READ, "stop")
     jobs: dict[int, _Job] = {}
     sys.stdout.flush()
     sys.stderr.flush()
@@ -142,10 +147,14 @@ def serve(socket_path: str) -> None:
         while True:
             for key, _ in selector.select():
                 tag = key.data
+                if tag == "stop":
+                    return
                 if tag == "accept":
                     conn, _ = listener.accept()
                     try:
+                        conn.settimeout(10)  # a wrapper sends its request at once; never hang on one
                         request, fds = _recv(conn, with_fds=True)
+                        conn.settimeout(None)
                     except (OSError, EOFError, ValueError):
                         conn.close()
                         continue
@@ -160,8 +169,11 @@ def serve(socket_path: str) -> None:
                     counts["forked" if fast else "fallback"] += 1
                     pid = os.fork()
                     if pid == 0:  # the child never returns
+                        signal.signal(signal.SIGTERM, signal.SIG_DFL)
                         selector.close()
                         listener.close()
+                        os.close(wake_read)
+                        os.close(wake_write)
                         for job in jobs.values():
                             job.conn.close()
                             os.close(job.pidfd)
@@ -173,18 +185,20 @@ def serve(socket_path: str) -> None:
                     selector.register(conn, selectors.EVENT_READ, ("conn", pid))
                     selector.register(pidfd, selectors.EVENT_READ, ("exit", pid))
                 elif tag[0] == "conn":
-                    job = jobs[tag[1]]
-                    try:
-                        message, _ = _recv(job.conn)
-                    except (OSError, EOFError, ValueError):
-                        # The wrapper is gone (runner cancelled the job): so is the playbook.
-                        kill_tree(job.pid)
-                        selector.unregister(job.conn)
+                    job = jobs.get(tag[1])
+                    if job is None:  # finished earlier in this same batch of events
                         continue
-                    with contextlib.suppress(OSError, KeyError, TypeError, ValueError):
-                        os.killpg(job.pid, signal.Signals(int(message["signal"])))
+                    try:
+                        _recv(job.conn)  # a signal the wrapper was sent (e.g. SIGHUP: fjmig died)
+                    except (OSError, EOFError, ValueError):
+                        selector.unregister(job.conn)  # the wrapper is gone: runner cancelled the job
+                    # Either way the playbook goes, all of it: ansible's workers are in sessions of
+                    # their own, so a signal to the playbook's process group would leave them running.
+                    kill_tree(job.pid)
                 else:
-                    job = jobs.pop(tag[1])
+                    job = jobs.pop(tag[1], None)
+                    if job is None:
+                        continue
                     _, status = os.waitpid(job.pid, 0)
                     code = os.waitstatus_to_exitcode(status)
                     with contextlib.suppress(OSError):
@@ -197,6 +211,8 @@ def serve(socket_path: str) -> None:
     finally:
         for job in jobs.values():
             kill_tree(job.pid)
+        with contextlib.suppress(OSError):
+            os.unlink(socket_path)
 
 
 def _children_map() -> dict[int, list[int]]:
@@ -228,8 +244,9 @@ def kill_tree(root: int) -> None:
     """Kill a playbook and everything it started. Process groups are not enough: ansible's workers
     call setsid(), so a killed ansible-playbook leaves its workers and their commands running.
     The tree is frozen first (SIGSTOP) so that nothing forks or escapes to init between the walk
-    and the kill."""
-    stopped: set[int] = set()
+    and the kill, and killed leaves first, so that no process outlives its parent to be
+    re-parented out of reach (and left stopped)."""
+    stopped: list[int] = []
     for _ in range(5):
         fresh = [pid for pid in process_tree(root) if pid not in stopped]
         if not fresh:
@@ -237,8 +254,8 @@ def kill_tree(root: int) -> None:
         for pid in fresh:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGSTOP)
-            stopped.add(pid)
-    for pid in stopped:
+            stopped.append(pid)
+    for pid in reversed(stopped):  # process_tree lists parents before their children
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
 

@@ -5,7 +5,10 @@
 - `env/settings` is written as a file (runner drops `settings=` without it).
 - The job dir holds runner's `command` artifact (the full environment) and the extra vars:
   it is deleted after the job; only the playbook's stdout is kept as the step's log.
-- Cancel kills the local process group; SSH ControlPersist masters are closed explicitly.
+- The playbook runs in a child of the run's playbook server (forkserver.py) when there is one.
+- Cancel kills the playbook's process tree (the server does it when runner kills the wrapper),
+  then cancel.yml stops what the job started on its hosts (tagged with its fjmig_job_token);
+  SSH ControlPersist masters are closed explicitly.
 """
 
 from __future__ import annotations

@@ -128,6 +128,61 @@ def test_orphans_of_a_dead_run_are_reaped(setup) -> None:
     assert not _sleepers()
 
 
+PARENT = """
+import sys, threading, time
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from orchestrator.jobs import Job
+from orchestrator.runner import RunnerConfig, playbook_server, run_job
+config = RunnerConfig(inventory=Path({inventory!r}), playbooks_dir=Path({playbooks!r}), work_dir=Path({work!r}),
+                      control_dir=Path({control!r}))
+server = playbook_server(config).__enter__()
+config.playbook_server = server.wait_ready()
+threading.Thread(target=run_job, args=(Job("a/x:presync", "sleep.yml", {{"seconds": 600}}, ("localhost",)), config,
+                                       threading.Event())).start()
+time.sleep(600)
+"""
+
+
+def test_a_killed_fjmig_leaves_no_playbook_behind(setup) -> None:
+    """SIGKILL of the process that started the server: the server (parent-death signal), its
+    child and the child's workers and their commands all go."""
+    import subprocess
+    import sys
+
+    tmp_path, config = setup
+    script = PARENT.format(root=str(Path(__file__).resolve().parent.parent), inventory=str(config.inventory),
+                           playbooks=str(config.playbooks_dir), work=str(tmp_path / "jobs"),
+                           control=str(config.control_dir))
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        while not _sleepers() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _sleepers(), "the job did not start"
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 15
+    while (_sleepers() or _servers_of(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _sleepers(), "a command of the killed run's playbook is still running"
+    assert not _servers_of(tmp_path), "the killed run's playbook server (or a child) is still running"
+
+
+def _servers_of(tmp_path: Path) -> list[int]:
+    marker = f"FJMIG_WORK_DIR={tmp_path / 'jobs'}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker in (proc / "environ").read_bytes().split(b"\0") and \
+                    (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                found.append(int(proc.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
 def _sleepers() -> list[int]:
     found = []
     for proc in Path("/proc").iterdir():
