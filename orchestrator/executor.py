@@ -61,7 +61,6 @@ class RunOptions:
     enforce_windows: bool = True
     """A cutover whose plan gives a window is held, not run, outside it. The lab is a rehearsal:
     the CLI turns this off for --lab (and for --ignore-windows)."""
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
 @dataclass
@@ -255,17 +254,16 @@ class Executor:
         """Why a cutover may not start now (its change window), or None."""
         if step.kind != "cutover" or not self.options.enforce_windows:
             return None
-        _, system = self.plans.systems[step.system_id]
-        bounds = system.cutover.bounds() if system.cutover else None
-        if bounds is None:
+        cutover = self.plans.systems[step.system_id][1].cutover
+        bounds = cutover.bounds() if cutover else None
+        if cutover is None or bounds is None:
             return None
         start, end = bounds
-        current = self.options.clock()
+        current = datetime.now(UTC)
         if start <= current < end:
             return None
-        when = "opens" if current < start else "closed"
-        return (f"outside its change window {system.cutover.window} ({when} "  # type: ignore[union-attr]
-                f"{(start if current < start else end).isoformat()}); run it inside the window, "
+        edge = f"opens {start.isoformat()}" if current < start else f"closed {end.isoformat()}"
+        return (f"outside its change window {cutover.window} ({edge}); run it inside the window, "
                 "or pass --ignore-windows")
 
     def _stop_leftovers(self, stale: list[str], config: RunnerConfig) -> None:

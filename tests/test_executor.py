@@ -17,11 +17,11 @@ import sys
 import tarfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PLANS, ROOT
+from conftest import PLANS, ROOT, processes
 
 from orchestrator.journal import Journal
 
@@ -333,33 +333,17 @@ def test_unreachable_host_retries_then_fails_and_blocks_dependents(mini_lab: Pat
 # -- resume and the lock ----------------------------------------------------------------------
 
 
-def _processes(wanted: Callable[[list[bytes], bytes], bool]) -> list[int]:
-    """Pids of the processes whose environment (and command name) `wanted` accepts."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if wanted((proc / "environ").read_bytes().split(b"\0"), (proc / "comm").read_bytes().strip()):
-                found.append(int(proc.name))
-        except OSError:
-            continue
-    return found
-
-
 def _playbooks_of(base: Path) -> list[int]:
     """Processes started for jobs under `base`: job wrappers and their playbooks (FJMIG_JOB_DIR),
     the run's playbook server and what it forked (FJMIG_WORK_DIR). Other tests' don't count."""
-    markers = (f"FJMIG_JOB_DIR={base}".encode(), f"FJMIG_WORK_DIR={base}".encode())
-    return _processes(lambda environ, _: any(v.startswith(markers) for v in environ))
+    return processes(f"FJMIG_JOB_DIR={base}".encode()) + processes(f"FJMIG_WORK_DIR={base}".encode())
 
 
 def _tagged(journal: Path, command: bytes | None = None) -> list[int]:
     """Processes, local or on lab hosts, tagged with this journal's job tokens (cancel.yml)."""
     with Journal.open(journal, readonly=True) as j:
         marker = f"FJMIG_JOB_TOKEN={j.identity()}:".encode()
-    return _processes(lambda environ, comm: any(v.startswith(marker) for v in environ)
-                      and command in (None, comm))
+    return processes(marker, command=command)
 
 
 def _wait_for(predicate, timeout: float = 60) -> bool:

@@ -3,13 +3,13 @@ without it (events, stats, exit status, cancel), only faster; a mismatch falls b
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import processes
 
 from orchestrator.jobs import Job
 from orchestrator.runner import RunnerConfig, new_control_dir, playbook_server, reap_orphans, run_job
@@ -171,28 +171,11 @@ def test_a_killed_fjmig_leaves_no_playbook_behind(setup) -> None:
 
 
 def _servers_of(tmp_path: Path) -> list[int]:
-    marker = f"FJMIG_WORK_DIR={tmp_path / 'jobs'}".encode()
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and marker in (proc / "environ").read_bytes().split(b"\0") and \
-                    (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                found.append(int(proc.name))
-        except (OSError, IndexError):
-            continue
-    return found
+    return processes(f"FJMIG_WORK_DIR={tmp_path / 'jobs'}".encode())
 
 
 def _sleepers() -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if proc.joinpath("cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", b"600"]:
-                    found.append(int(proc.name))
-            except OSError:
-                pass
-    return found
+    return processes(cmdline=[b"sleep", b"600"])
 
 
 def test_without_a_server_jobs_exec_ansible_playbook(setup, monkeypatch) -> None:
@@ -202,4 +185,3 @@ def test_without_a_server_jobs_exec_ansible_playbook(setup, monkeypatch) -> None
     result = run_job(_job("a/x:presync", "write.yml", dest=str(tmp_path / "c.txt"), content="c"), config,
                      threading.Event())
     assert result.status == "successful" and (tmp_path / "c.txt").read_text() == "c\n"
-    assert os.environ.get("FJMIG_PLAYBOOK_SERVER") is None

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import processes
 
 from orchestrator.lab import LabState, running_lab
 
@@ -408,15 +409,7 @@ def test_close_stops_what_is_left_and_marks_once(lab: LabState) -> None:
 
 
 def _processes_tagged(token: str) -> list[int]:
-    marker = f"FJMIG_JOB_TOKEN={token}".encode()
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and marker in (proc / "environ").read_bytes().split(b"\0"):
-                found.append(int(proc.name))
-        except OSError:
-            continue
-    return found
+    return processes(f"FJMIG_JOB_TOKEN={token}".encode())
 
 
 def test_cancel_stops_only_the_tagged_commands_on_the_hosts(lab: LabState) -> None:
