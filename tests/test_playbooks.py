@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import ipaddress
 import json
 import os
 import re
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import processes
 
 from orchestrator.lab import LabState, running_lab
@@ -82,13 +84,16 @@ class Result:
         return sum(host["changed"] for host in self.recap.values())
 
 
-def play(lab: LabState, playbook: str, extravars: dict[str, Any], *, check: bool = False) -> Result:
+def play(lab: LabState, playbook: str, extravars: dict[str, Any], *, check: bool = False,
+         inventory: Path | None = None, verbose: bool = False) -> Result:
     """Run a playbook as the executor does: playbooks/ as the working directory, strict host keys."""
     vars_file = lab.paths.state_dir / f"vars-{playbook}.json"
     vars_file.write_text(json.dumps(extravars))
-    argv = ["ansible-playbook", "-i", str(lab.paths.inventory), "-e", f"@{vars_file}", playbook]
+    argv = ["ansible-playbook", "-i", str(inventory or lab.paths.inventory), "-e", f"@{vars_file}", playbook]
     if check:
         argv.append("--check")
+    if verbose:
+        argv.append("-v")
     env = {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_NOCOLOR": "True",
            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir(lab.paths.state_dir))}
     proc = subprocess.run(argv, cwd=PLAYBOOKS, env=env, capture_output=True, text=True, timeout=300)
@@ -291,6 +296,62 @@ def test_cutover_moves_the_service_and_the_name(lab: LabState) -> None:
         late.unlink()
         ok(play(lab, "cutover.yml", v))
     MOVED.add("registry")
+
+
+def test_presync_in_parallel_streams_gives_what_one_rsync_gives(lab: LabState) -> None:
+    """files/rsync_streams.py: regular files in several rsyncs at once, then the one rsync that
+    sends the rest (links, empty directories) and deletes what is not on the source."""
+    v = system_vars(lab, "registry")
+    source = lab.paths.srv(v["source_host"]) / "streams-test"
+    target = lab.paths.srv(v["target_host"]) / "streams-test"
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        for n, name in enumerate(["a.bin", "deep/er/b.bin", "with space.bin", "new\nline.bin", "名字/c.bin",
+                                  "-starts-with-dash.bin", "deep/small.txt"]):
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            (source / name).write_bytes(hashlib.shake_128(name.encode()).digest(4096 * (n + 1)))
+        (source / "empty-dir").mkdir()
+        (source / "link").symlink_to("deep/er/b.bin")
+        (target / "stale").mkdir(parents=True)
+        (target / "stale" / "gone.txt").write_text("not on the source: --delete removes it\n")
+        streams = {**v, "data_path": "/srv/streams-test", "fjmig_transfer_streams": 3,
+                   "fjmig_transfer_stream_min_mb": 0.001}
+        first = ok(play(lab, "presync.yml", streams, verbose=True))
+        assert first.changed == 1
+        # three streams and the final rsync, each with its --stats (-v shows stdout and stdout_lines)
+        assert first.output.count("Number of files:") == 2 * 4, first.output
+        assert tree(target) == tree(source)
+        assert os.readlink(target / "link") == "deep/er/b.bin"
+        assert (target / "empty-dir").is_dir()
+        assert not (target / "stale").exists()
+        assert ok(play(lab, "presync.yml", streams)).changed == 0
+    finally:
+        shutil.rmtree(source, ignore_errors=True)
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def test_cutover_does_not_freeze_when_an_office_does_not_answer(lab: LabState) -> None:
+    """The preparation play lets every host go at its own pace (strategy free), which does not stop
+    the playbook when one fails: the freeze must still not start."""
+    v = system_vars(lab, "credit-publicity")
+    inventory = lab.paths.state_dir / "inventory-silent.yml"
+    data = yaml.safe_load(lab.paths.inventory.read_text())
+    # an address of the lab's own block that no namespace has: nothing answers there
+    data["all"]["hosts"]["office-silent"] = {"ansible_host": str(ipaddress.ip_network(lab.topology.extranet)[250]),
+                                             "fjmig_names_file": "/etc/hosts"}
+    inventory.write_text(yaml.safe_dump(data))
+    names_before = on_host(lab, f"office-{DEPT}", "cat", "/etc/hosts").stdout
+    try:
+        result = play(lab, "cutover.yml", {**v, "office_hosts": [f"office-{DEPT}", "office-silent"]},
+                      inventory=inventory)
+        assert result.rc != 0
+        assert "not frozen, the service still runs on the source: office-silent did not answer" in result.output
+        assert service_running(lab, v["source_host"], v["service_key"])
+        assert not service_running(lab, v["target_host"], v["service_key"])
+        assert on_host(lab, f"office-{DEPT}", "cat", "/etc/hosts").stdout == names_before
+    finally:
+        shutil.rmtree(target_dir(lab, "credit-publicity"), ignore_errors=True)  # the catch-up's copy
 
 
 def test_verify_passes_and_fails_on_a_corrupted_file(lab: LabState) -> None:
