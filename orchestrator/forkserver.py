@@ -224,9 +224,9 @@ def _children_map() -> dict[int, list[int]]:
             try:
                 with open(f"/proc/{entry.name}/stat", "rb") as handle:
                     stat = handle.read()
-            except OSError:
+                ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+            except (OSError, ValueError, IndexError):  # gone, or going, while we looked
                 continue
-            ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
             children.setdefault(ppid, []).append(int(entry.name))
     return children
 

@@ -460,4 +460,5 @@ def test_journal_entries_hold_no_secrets(mini_lab: Path, tmp_path: Path) -> None
     for log in (tmp_path / "logs").rglob("*"):
         if log.is_file():
             assert "PRIVATE KEY" not in log.read_text(errors="replace")
-    assert not list((tmp_path / "jobs").glob("job-*")), "job dirs (runner's env artifacts) must be pruned"
+    jobs = tmp_path / "jobs" / journal.name  # a journal's own (cli.run_cmds.jobs_dir)
+    assert jobs.is_dir() and not list(jobs.glob("job-*")), "job dirs (runner's env artifacts) must be pruned"

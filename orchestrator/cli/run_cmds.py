@@ -148,6 +148,13 @@ def _inventory(args: argparse.Namespace) -> Any:
         raise UserError(str(exc)) from None
 
 
+def jobs_dir(journal: Path) -> Path:
+    """Where a journal's runs keep their job dirs: one per journal. A run reaps the job dirs that a
+    dead run left (runner.reap_orphans: it kills their playbooks), which is safe only for the
+    journal whose lock it holds; a run of another journal in the same directory may be alive."""
+    return journal.parent / "jobs" / journal.name
+
+
 def _open_journal(path: Path, readonly: bool = False) -> Any:
     from ..journal import Journal, JournalError
 
@@ -290,7 +297,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     journal_dir = args.journal.parent
     options = RunOptions(
         parallel=args.parallel, only=args.only, until=args.until, check=args.check, retries=args.retries,
-        backoff_s=args.backoff, log_dir=journal_dir / "logs", work_dir=journal_dir / "jobs",
+        backoff_s=args.backoff, log_dir=journal_dir / "logs", work_dir=jobs_dir(args.journal),
         playbook_server=not args.no_playbook_server, enforce_windows=not (args.lab or args.ignore_windows),
     )
     summary = execute(plans, inventory, args.journal, options, args.format)
@@ -411,7 +418,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         journal.close()
         raise UserError(str(exc)) from None
     try:
-        result = rollback_system(plans, inventory, journal, args.system, work_dir=args.journal.parent / "jobs")
+        result = rollback_system(plans, inventory, journal, args.system, work_dir=jobs_dir(args.journal))
     except RollbackError as exc:
         raise UserError(str(exc)) from None
     finally:
