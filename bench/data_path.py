@@ -15,7 +15,7 @@ system of `--gb` GB each on one source host, then, once per round, side by side:
    control node share one disk, so the writeback of one copy stalls the next phase's journal
    commits and file creations (up to seconds on this machine's virtual disk), which separate
    machines do not do to each other. `--dir /var/tmp` measures on the disk.
-   The medians of the rounds are reported (the raw copy varies by ~10 % run to run here).
+   The medians of the rounds are reported, with every round (the raw copy varied by 10-30 % here).
 3. Warm: `fjmig run --until presync`, then `--change` of the data is rewritten on the source,
    then `fjmig run --until cutover`. Downtime, measured twice: from the office, a probe fetches
    the system by its name every 10 ms during the cutover and the longest stretch without an

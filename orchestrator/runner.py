@@ -203,6 +203,20 @@ def run_job(job: Job, config: RunnerConfig, cancel: threading.Event) -> JobResul
     return result
 
 
+SSH_CLOSED = "Shared connection to"
+"""How ssh's notice that a multiplexed session ended begins (on the task's stderr)."""
+
+
+def _error_output(res: dict[str, Any]) -> str:
+    """What a failed task's command said: its stderr, or, for raw tasks (they run with a tty,
+    which merges stderr into stdout, and leave only ssh's closing notice on stderr), its stdout."""
+    stderr = str(res.get("stderr") or "").strip()
+    if stderr and not stderr.startswith(SSH_CLOSED):
+        return stderr
+    lines = str(res.get("stdout") or "").strip().splitlines()
+    return "\n".join(line for line in lines if not line.startswith(SSH_CLOSED)) or stderr
+
+
 _PTY_PATCH_LOCK = threading.Lock()
 
 
@@ -276,11 +290,7 @@ def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event) -> JobResu
                 unreachable.append(host)
                 failure.setdefault("message", f"host {host} unreachable: {str(msg).strip()[:400]}")
             else:
-                stderr = str(res.get("stderr") or "").strip()
-                if not stderr or stderr.startswith("Shared connection to"):
-                    # raw tasks run with a tty: the command's errors are in its stdout
-                    stderr = "\n".join(line for line in str(res.get("stdout") or "").strip().splitlines()
-                                       if not line.startswith("Shared connection to")) or stderr
+                stderr = _error_output(res)
                 detail = f"{msg}" + (f": {stderr[-300:]}" if stderr and stderr not in str(msg) else "")
                 failure.setdefault("message", f"{data.get('task', 'task')} on {host}: {detail.strip()[:600]}")
         return True

@@ -188,4 +188,3 @@ def test_without_a_server_jobs_exec_ansible_playbook(setup, monkeypatch) -> None
     result = run_job(_job("a/x:presync", "write.yml", dest=str(tmp_path / "c.txt"), content="c"), config,
                      threading.Event())
     assert result.status == "successful" and (tmp_path / "c.txt").read_text() == "c\n"
-

@@ -54,19 +54,9 @@ def stream_argv(argv, stream_ssh):
     """The stream's rsync: the final command's, without --delete (a partial list must not delete
     anything), with its own SSH, reading its file list from stdin."""
     cut = argv.index("--", 1)
-    options, operands = argv[1:cut], argv[cut:]
-    own = []
-    skip = False
-    for option in options:
-        if skip:
-            own.append(stream_ssh)
-            skip = False
-        elif option == "-e":
-            own.append(option)
-            skip = True
-        elif not option.startswith("--delete"):
-            own.append(option)
-    return [argv[0], *own, "--files-from=-", "--from0", *operands]
+    options = [option for option in argv[1:cut] if not option.startswith("--delete")]
+    options[options.index("-e") + 1] = stream_ssh
+    return [argv[0], *options, "--files-from=-", "--from0", *argv[cut:]]
 
 
 def main(args):
