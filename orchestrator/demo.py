@@ -37,7 +37,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     out.print(f"lab up: {len(plans.departments)} departments from {args.plans} ...", markup=False)
-    lab_kwargs: dict[str, Any] = {}
+    lab_kwargs: dict[str, Any] = {"held": not args.keep}  # a killed demo's lab is removed by the next one
     if args.scale is not None:
         lab_kwargs["scale_mb_per_gb"] = args.scale
     try:

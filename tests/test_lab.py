@@ -337,6 +337,40 @@ def test_up_cleans_a_crashed_lab_and_a_failed_up_leaves_nothing(tmp_path: Path,
     assert not state.exists()
 
 
+def test_a_lab_whose_run_was_killed_is_removed_by_the_next_lab_of_its_name(tmp_path: Path) -> None:
+    """A run (a test, the demo) killed before it could take its lab down does not block the next
+    one, which removes the dead run's namespaces and daemons; a lab whose run still lives, or one
+    made by `lab up` (kept until `lab down`), is refused instead."""
+    name, index = "fjlabk", 4
+    holder = ("import sys, time\nfrom orchestrator.lab import running_lab\n"
+              "with running_lab(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])):\n"
+              "    print('up', flush=True)\n    time.sleep(600)\n")
+    run = subprocess.Popen([sys.executable, "-c", holder, str(MINI), str(tmp_path / "dead"), name, str(index)],
+                           stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert run.stdout is not None and run.stdout.readline().strip() == "up"
+        daemons = {int(pid): st for pid, st in json.loads((tmp_path / "dead" / "lab.json").read_text())["pids"].items()}
+        with pytest.raises(LabError, match=f"is running from {tmp_path / 'dead'}"):
+            lab_up(load_plans(MINI), tmp_path / "next", name=name, index=index)
+    finally:
+        run.kill()
+        run.wait(timeout=30)
+    assert any(lab_netns.starttime(pid) == st for pid, st in daemons.items()), "a killed run leaves its lab"
+    with running_lab(MINI, tmp_path / "next", name, index) as lab:
+        assert all(r.ok for r in lab_check(lab.paths.state_dir))
+        assert not [pid for pid, st in daemons.items() if lab_netns.starttime(pid) == st]
+    assert lab_netns.list_netns(f"{name}-") == [] and lab_netns.list_links(f"{name}-") == []
+
+    kept = lab_up(load_plans(MINI), tmp_path / "kept", name=name, index=index)
+    try:
+        with pytest.raises(LabError, match="is running from"):
+            lab_up(load_plans(MINI), tmp_path / "other", name=name, index=index)
+        assert all(r.ok for r in lab_check(kept.paths.state_dir))
+    finally:
+        lab_down(kept.paths.state_dir)
+    assert lab_netns.list_netns(f"{name}-") == []
+
+
 def test_without_root_lab_up_says_so_and_builds_nothing(tmp_path: Path) -> None:
     if not shutil.which("setpriv"):
         pytest.skip("setpriv (util-linux) is needed to drop root")

@@ -145,7 +145,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _print_status(status: dict[str, Any]) -> None:
     """Plain aligned columns (greppable, and never truncated the way a narrow table would be)."""
     out = console()
-    out.print(f"lab {status['name']!r} (index {status['index']}, {status['block']}) in {status['state_dir']}",
+    held = f"; held by process {status['held_by']} for one run" if status.get("held_by") else ""
+    out.print(f"lab {status['name']!r} (index {status['index']}, {status['block']}) in {status['state_dir']}{held}",
               markup=False)
     width = max(len(h["name"]) for h in status["hosts"])
     out.print(f"\n{'HOST':<{width}}  {'ROLE':<8}  {'ADDRESS':<15}  {'SSHD':<7}  GROUPS / PRIVATE", markup=False)

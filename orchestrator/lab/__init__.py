@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import build, netns, seed
-from .state import LabError, LabPaths, LabState, check_state_dir, live_elsewhere, read_record, write_json
+from .state import LabError, LabPaths, LabState, check_state_dir, holder, live_elsewhere, read_record, write_json
 from .topology import TopologyError, build_topology, from_dict, to_dict
 
 if TYPE_CHECKING:  # the plan model and paramiko are slow to import; `fjmig` starts faster without them
@@ -92,8 +92,11 @@ def lab_down(state_dir: Path, name: str | None = None) -> dict[str, Any]:
 
 
 def lab_up(plans: PlanSet, state_dir: Path, *, name: str = "fjmig", index: int = 0,
-           scale_mb_per_gb: float = DEFAULT_SCALE_MB_PER_GB) -> LabState:
-    """Build the lab for `plans` in `state_dir` (rebuilding any lab left there); all or nothing."""
+           scale_mb_per_gb: float = DEFAULT_SCALE_MB_PER_GB, held: bool = False) -> LabState:
+    """Build the lab for `plans` in `state_dir` (rebuilding any lab left there); all or nothing.
+
+    `held`: the lab is this process's for one run (a test, the demo): if the process dies without
+    taking it down, the next lab of this name removes it instead of refusing to start."""
     started = time.monotonic()
     problems = netns.missing_requirements()
     if problems:
@@ -129,6 +132,8 @@ def lab_up(plans: PlanSet, state_dir: Path, *, name: str = "fjmig", index: int =
         "netns": [h.netns for h in topo.hosts.values()], "links": topo.links, "pids": {},
         "topology": to_dict(topo),
     }
+    if held:
+        record["held_by"] = holder()
     write_json(paths.record, record)  # before anything is built: a crash leaves a record to clean up
     try:
         state = build.build(paths, topo, str(plans.root), scale_mb_per_gb, record, sorted(plans.milestones))
@@ -200,7 +205,7 @@ def lab_status(state_dir: Path) -> dict[str, Any]:
             "created_at": state.record.get("created_at"), "seconds": state.record.get("seconds"),
             "inventory": str(state.paths.inventory), "outputs": str(state.paths.outputs),
             "known_hosts": str(state.paths.known_hosts), "key": str(state.paths.key),
-            "hosts": hosts, "networks": networks}
+            "held_by": (state.record.get("held_by") or {}).get("pid"), "hosts": hosts, "networks": networks}
 
 
 def lab_check(state_dir: Path, *, timeout: float = 10.0, known_hosts: Path | None = None) -> list[HostCheck]:
@@ -216,11 +221,12 @@ def lab_check(state_dir: Path, *, timeout: float = 10.0, known_hosts: Path | Non
 @contextlib.contextmanager
 def running_lab(plans_dir: str | Path, state_dir: str | Path, name: str, index: int,
                 scale: float = DEFAULT_SCALE_MB_PER_GB) -> Iterator[LabState]:
-    """A lab for the duration of a `with` block (tests): always taken down, even on failure."""
+    """A lab for the duration of a `with` block (tests, benchmarks): taken down on the way out, even
+    on failure; if the process is killed instead, the next lab of this name removes it."""
     from ..plan import load_plans
 
     plans = load_plans(plans_dir)
     try:
-        yield lab_up(plans, Path(state_dir), name=name, index=index, scale_mb_per_gb=scale)
+        yield lab_up(plans, Path(state_dir), name=name, index=index, scale_mb_per_gb=scale, held=True)
     finally:
         lab_down(Path(state_dir), name=name)

@@ -159,8 +159,25 @@ def _bridge_owner(name: str) -> str | None:
     return match.group(1) if match else ""
 
 
+def holder() -> dict[str, Any]:
+    """This process, as a lab record names the process that holds a lab (pid + start time)."""
+    return {"pid": os.getpid(), "starttime": netns.starttime(os.getpid())}
+
+
+def abandoned(record: dict[str, Any]) -> bool:
+    """Is this a held lab (one run's, not `lab up`'s) whose process is gone without taking it down?"""
+    held_by = record.get("held_by")
+    if not isinstance(held_by, dict):
+        return False
+    try:
+        return netns.starttime(int(held_by["pid"])) != held_by["starttime"]
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
 def live_elsewhere(name: str, state_dir: Path) -> str | None:
-    """The state directory of a running lab of this name other than ours (None if none or crashed)."""
+    """The state directory of a running lab of this name other than ours (None if none, crashed, or
+    held by a process that is gone)."""
     owner = _bridge_owner(name)
     if not owner or owner == owner_tag(state_dir):
         return None
@@ -171,7 +188,9 @@ def live_elsewhere(name: str, state_dir: Path) -> str | None:
         record = json.loads((other / "lab.json").read_text())
     except (OSError, ValueError):
         return None  # its state is gone: what is left is a crash's debris
-    return str(other) if record.get("name") == name else None
+    if record.get("name") != name or abandoned(record):
+        return None
+    return str(other)
 
 
 def check_state_dir(state_dir: Path) -> None:
