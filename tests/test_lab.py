@@ -163,6 +163,10 @@ def test_hosts_have_their_own_srv_root_and_hostname(lab: LabState) -> None:
     assert empty.returncode == 0 and empty.stdout == ""
     perms = ssh(lab, "aic-db01", "stat -c %a /root/.ssh/fjmig_transfer")
     assert perms.stdout.strip() == "600"
+    tmp = ssh(lab, "aic-db01", 'python3 -c "import tempfile; print(tempfile.mkdtemp())"')
+    made = Path(tmp.stdout.strip())
+    assert tmp.returncode == 0 and made.parent == Path("/run/tmp"), tmp.stderr
+    assert not made.exists(), "a host's temporary files are its own, not the control node's"
 
 
 def test_lab_addresses_are_ipv4_from_198_18_only(lab: LabState) -> None:

@@ -7,7 +7,8 @@
 One child is forked per host. It joins the host's network namespace, unshares mount and UTS
 namespaces, makes every mount private, remounts /sys for its network namespace (as
 `ip netns exec` does), bind-mounts the host's /srv and /root, the lab's shared /root/.ssh
-(read-only), a tmpfs over /run (sshd's privilege separation directory lives there) and, for an
+(read-only), a tmpfs over /run (sshd's privilege separation directory, and /run/tmp, the
+TMPDIR of every SSH session: a host's temporary files go with it) and, for an
 office, its hosts file over /etc/hosts; then it sets the host name, brings up its interfaces and
 their addresses (rtnetlink, what `ip addr add` and `ip link set up` send), starts sshd, and starts
 the host's services with fjmig-svc's own code. No shell is
@@ -125,8 +126,10 @@ def boot_host(spec: dict[str, Any], common: dict[str, Any], service: Any) -> Non
     bind(spec["srv"], "/srv")
     bind(spec["root"], "/root")
     bind(common["ssh_dir"], "/root/.ssh", read_only=True)
-    mount("fjmig-run", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=4m")
+    mount("fjmig-run", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64m")
     os.mkdir("/run/sshd", 0o755)
+    os.mkdir("/run/tmp")
+    os.chmod("/run/tmp", 0o1777)  # sessions' TMPDIR (sshd_config SetEnv)
     if spec.get("hosts_file"):
         bind(spec["hosts_file"], "/etc/hosts")
     socket.sethostname(spec["hostname"])

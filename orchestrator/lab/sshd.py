@@ -28,6 +28,8 @@ PrintLastLog no
 MaxStartups 200:30:400
 MaxSessions 64
 AcceptEnv LANG LC_*
+# the host's own temporary files (a killed module's payload, say) go with the host at `lab down`
+SetEnv TMPDIR=/run/tmp
 Subsystem sftp internal-sftp
 """
 
