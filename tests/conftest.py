@@ -25,11 +25,12 @@ def plans_copy(tmp_path: Path) -> Path:
 
 
 def processes(environ_has: bytes | None = None, *, command: bytes | None = None,
-              cmdline: list[bytes] | None = None) -> list[int]:
+              cmdline: list[bytes] | None = None, title: bytes | None = None) -> list[int]:
     """Pids of the live (not zombie) processes on this machine, lab hosts included (they share
     its pid namespace), with an environment entry starting with `environ_has`, the command name
-    `command`, and a command line starting with `cmdline`, whichever are given. Processes that
-    exit while /proc is read are skipped."""
+    `command`, a command line starting with the arguments `cmdline`, and one whose raw text starts
+    with `title` (a process that retitles itself, like an ssh master), whichever are given.
+    Processes that exit while /proc is read are skipped."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -40,6 +41,8 @@ def processes(environ_has: bytes | None = None, *, command: bytes | None = None,
             if command is not None and (proc / "comm").read_bytes().strip() != command:
                 continue
             if cmdline is not None and (proc / "cmdline").read_bytes().split(b"\0")[:len(cmdline)] != cmdline:
+                continue
+            if title is not None and not (proc / "cmdline").read_bytes().startswith(title):
                 continue
             if environ_has is not None and not any(
                     entry.startswith(environ_has) for entry in (proc / "environ").read_bytes().split(b"\0")):

@@ -10,6 +10,7 @@ whole module; tests that need a system moved run the earlier steps first (they a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import ipaddress
@@ -21,6 +22,7 @@ import subprocess
 import tarfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -516,5 +518,44 @@ def test_step_commands_carry_the_job_token_and_services_do_not(lab: LabState) ->
     service_pid = int(json.loads(pid_file.read_text())["pid"])
     environ = Path(f"/proc/{service_pid}/environ").read_bytes().split(b"\0")
     assert not any(e.startswith(b"FJMIG_JOB_TOKEN=fjtest") for e in environ)
-    # the catch-up rsync's SSH connection (ControlPersist) carries the token: cancel.yml would stop it
-    assert all(Path(f"/proc/{pid}/comm").read_text().strip() == "ssh" for pid in _processes_tagged("fjtest:tagging"))
+    # The catch-up rsync keeps its SSH connection for the final sync in the freeze window (so at
+    # full priority), under a socket named after the job: cancel.yml stops it and removes the socket.
+    mux_dir = lab.paths.root(v["source_host"]) / ".fjmig" / "mux"  # the host's /root/.fjmig/mux
+    tag = hashlib.sha256(b"fjtest:tagging").hexdigest()[:16]
+    masters = processes(title=f"ssh: /root/.fjmig/mux/{tag}-".encode())
+    assert len(masters) == 1 and os.getpriority(os.PRIO_PROCESS, masters[0]) == 0
+    assert len(list(mux_dir.glob(f"{tag}-*"))) == 1
+    cancelled = ok(play(lab, "cancel.yml", {"fjmig_cancel_hosts": [v["source_host"]],
+                                           "fjmig_cancel_tokens": ["fjtest:tagging"]}))
+    assert cancelled.changed == 1 and processes(title=f"ssh: /root/.fjmig/mux/{tag}-".encode()) == []
+    assert list(mux_dir.glob(f"{tag}-*")) == []
+    assert service_running(lab, v["target_host"], v["service_key"]), "cancel never stops a service"
+
+
+def test_presync_runs_at_a_lower_priority_than_the_service(lab: LabState) -> None:
+    """The presync's rsync (and the ssh it starts) run under nice on the source, so that the service
+    users still reach there comes first."""
+    v = {**system_vars(lab, "registry"), "fjmig_job_token": "fjtest:nice", "data_path": "/srv/fjtest-nice",
+         "fjmig_rsync_flags": ["-a", "--delete", "--bwlimit=400"]}  # ~3 s for 1.2 MB: time to look
+    source = lab.paths.srv(v["source_host"]) / "fjtest-nice"
+    source.mkdir()
+    (source / "data.bin").write_bytes(os.urandom(1_200_000))
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            presync = pool.submit(play, lab, "presync.yml", v)
+            deadline = time.monotonic() + 60
+            seen: dict[int, int] = {}
+            while not presync.done() and time.monotonic() < deadline and len(seen) < 2:
+                for pid in _processes_tagged("fjtest:nice"):
+                    with contextlib.suppress(OSError):
+                        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+                        if comm in ("rsync", "ssh"):
+                            seen[pid] = os.getpriority(os.PRIO_PROCESS, pid)
+                time.sleep(0.05)
+            ok(presync.result())
+        assert len(seen) >= 2 and set(seen.values()) == {10}, seen  # rsync and the ssh it started
+        assert (lab.paths.srv(v["target_host"]) / "fjtest-nice" / "data.bin").read_bytes() == \
+            (source / "data.bin").read_bytes()
+    finally:
+        shutil.rmtree(source)
+        shutil.rmtree(lab.paths.srv(v["target_host"]) / "fjtest-nice", ignore_errors=True)
