@@ -99,7 +99,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     demo.add_argument("--state-dir", type=Path, default=Path(".fjmig/demo"), metavar="DIR",
                       help="where the demo keeps its lab, journal and report (default %(default)s)")
     demo.add_argument("--keep", action="store_true", help="keep the lab up afterwards")
-    demo.add_argument("--parallel", type=positive_int, default=4, metavar="N")
+    demo.add_argument("--parallel", type=positive_int, default=4, metavar="N", help="jobs at once (default 4)")
     demo.add_argument("--scale", type=positive_float, default=None, metavar="MB_PER_GB",
                       help="lab data per plan GB (default: the lab's)")
     add_format(demo)
