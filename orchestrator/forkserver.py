@@ -334,7 +334,6 @@ def _run_child(conn: socket.socket, request: dict[str, Any], fds: list[int], fas
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        lower_priority()
         argv = [str(a) for a in request["argv"]]
         job_dir = os.environ.get("FJMIG_JOB_DIR")
         if job_dir:  # so that a later run can reap this playbook if fjmig dies (runner.reap_orphans)
@@ -370,14 +369,6 @@ def _run_child(conn: socket.socket, request: dict[str, Any], fds: list[int], fas
         os._exit(code)
 
 
-def lower_priority() -> None:
-    """Apply the job's $FJMIG_JOB_NICE (jobs.Job.nice) to this process and what it starts."""
-    with contextlib.suppress(ValueError, OSError):
-        increment = int(os.environ.get("FJMIG_JOB_NICE", "0"))
-        if increment > 0:
-            os.nice(increment)
-
-
 # ----------------------------------------------------------------------------------------------
 # The wrapper's side
 
@@ -397,7 +388,6 @@ def client_main(argv: list[str]) -> int:
         _send(conn, {"argv": ["ansible-playbook", *argv], "env": dict(os.environ), "cwd": os.getcwd()}, [0, 1, 2])
     except OSError:
         conn.close()
-        lower_priority()
         os.execvp("ansible-playbook", ["ansible-playbook", *argv])  # noqa: S606 (argv, no shell)
 
     def forward(signum: int, _frame: Any) -> None:

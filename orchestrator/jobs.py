@@ -27,14 +27,6 @@ class Job:
     extravars: dict[str, Any]
     hosts: tuple[str, ...]
     """Inventory hosts the job touches (for messages and cleanup)."""
-    nice: int = 0
-    """CPU priority of its playbook on the control node (nice): jobs with a freeze window run at 0,
-    the rest at BACKGROUND_NICE, so that a cutover's downtime does not grow with parallel work."""
-
-
-BACKGROUND_NICE = 10
-FREEZE_KINDS = ("cutover", "rollback")
-"""Steps during which a service is down: they come first on the control node's CPU."""
 
 
 def default_port(plan: DepartmentPlan, system: System) -> int:
@@ -109,8 +101,7 @@ def build_job(step: Step, plans: PlanSet, inv: Inventory) -> Job:
             hosts = [ctx["target_host"], platform["host"]]
         elif step.kind in ("cutover", "rollback"):
             hosts += ctx["office_hosts"]
-        return Job(step.id, f"{step.kind}.yml", extravars, tuple(hosts),
-                   nice=0 if step.kind in FREEZE_KINDS else BACKGROUND_NICE)
+        return Job(step.id, f"{step.kind}.yml", extravars, tuple(hosts))
 
     plan = plans.departments[step.dept]
     if step.kind == "retire":
@@ -124,14 +115,14 @@ def build_job(step: Step, plans: PlanSet, inv: Inventory) -> Job:
                 checks.append({"name": ctx["service_name"], "port": ctx["service_port"]})
         hosts = (office,) if inv.has(office) else ()
         return Job(step.id, "retire.yml", {**common, "dept": step.dept, "network": network.id, "office_host": office,
-                                           "checks": checks}, hosts, nice=BACKGROUND_NICE)
+                                           "checks": checks}, hosts)
     if step.kind == "close":
         assert plan.datacenter is not None
         keys = [service_key(step.dept, s.id) for s in plan.systems
                 if system_steps(s) and s.host in plan.datacenter.hosts]
         return Job(step.id, "close.yml", {**common, "dept": step.dept, "datacenter": plan.datacenter.id,
                                           "dc_hosts": list(plan.datacenter.hosts), "service_keys": keys},
-                   tuple(plan.datacenter.hosts), nice=BACKGROUND_NICE)
+                   tuple(plan.datacenter.hosts))
     raise JobError(f"{step.id}: no playbook for steps of kind {step.kind}")
 
 

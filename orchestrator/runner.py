@@ -262,8 +262,6 @@ def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event) -> JobResu
     extravars.write_text(json.dumps(variables, ensure_ascii=False))
     env = _envvars(control_dir, config)
     env["FJMIG_JOB_DIR"] = str(job_dir.resolve())
-    if job.nice:
-        env["FJMIG_JOB_NICE"] = str(job.nice)  # the wrapper or the server's child applies it
     if config.playbook_server:
         env["FJMIG_PLAYBOOK_SERVER"] = config.playbook_server
     (job_dir / "env" / "settings").write_text(json.dumps({

@@ -3,7 +3,6 @@ without it (events, stats, exit status, cancel), only faster; a mismatch falls b
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -24,13 +23,6 @@ PLAYBOOKS = {
     "fail.yml": [{
         "name": "Fail", "hosts": "localhost", "gather_facts": False,
         "tasks": [{"name": "Refuse", "ansible.builtin.fail": {"msg": "refused on purpose"}}],
-    }],
-    "nice.yml": [{
-        "name": "Report the priority", "hosts": "localhost", "gather_facts": False,
-        "tasks": [{"name": "Read it", "register": "priority", "changed_when": False,
-                   "ansible.builtin.command": {"argv": ["python3", "-c", "import os; print(os.nice(0))"]}},
-                  {"name": "Write it", "ansible.builtin.copy": {"dest": "{{ dest }}", "mode": "0600",
-                                                                "content": "{{ priority.stdout }}"}}],
     }],
     "sleep.yml": [{
         "name": "Sleep", "hosts": "localhost", "gather_facts": False,
@@ -187,26 +179,6 @@ def _servers_of(tmp_path: Path) -> list[int]:
 
 def _sleepers() -> list[int]:
     return processes(cmdline=[b"sleep", b"600"])
-
-
-def test_background_jobs_run_at_a_lower_priority_with_or_without_the_server(setup) -> None:
-    """A job's `nice` (every step without a freeze window) applies to its playbook and what that
-    starts, forked by the server or exec'd; a cutover's job runs at the run's own priority."""
-    tmp_path, config = setup
-    own = os.nice(0)
-
-    def priority(name: str, nice: int) -> int:
-        job = Job(f"a/x:{name}", "nice.yml", {"dest": str(tmp_path / name)}, ("localhost",), nice=nice)
-        assert run_job(job, config, threading.Event()).status == "successful"
-        return int((tmp_path / name).read_text())
-
-    with playbook_server(config) as server:
-        config.playbook_server = server.wait_ready()
-        assert priority("verify", 10) == min(19, own + 10)
-        assert priority("cutover", 0) == own
-        assert server.stats() == {"forked": 2, "fallback": 0}
-    config.playbook_server = None
-    assert priority("presync", 10) == min(19, own + 10)
 
 
 def test_without_a_server_jobs_exec_ansible_playbook(setup, monkeypatch) -> None:
