@@ -262,6 +262,10 @@ def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event) -> JobResu
     extravars.write_text(json.dumps(variables, ensure_ascii=False))
     env = _envvars(control_dir, config)
     env["FJMIG_JOB_DIR"] = str(job_dir.resolve())
+    # Temporary files of what the job runs on the control node (a local module's payload) go in
+    # the job's dir, removed with it, even when the job is cancelled and its module killed.
+    (job_dir / "tmp").mkdir(mode=0o700)
+    env["TMPDIR"] = str((job_dir / "tmp").resolve())
     if config.playbook_server:
         env["FJMIG_PLAYBOOK_SERVER"] = config.playbook_server
     (job_dir / "env" / "settings").write_text(json.dumps({

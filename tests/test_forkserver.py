@@ -88,6 +88,7 @@ def test_a_different_ansible_configuration_falls_back_to_exec(setup) -> None:
 def test_cancel_kills_the_forked_playbook(setup) -> None:
     _, config = setup
     cancel = threading.Event()
+    payloads = _payloads()
     with playbook_server(config) as server:
         config.playbook_server = server.wait_ready()
         timer = threading.Timer(3.0, cancel.set)
@@ -102,6 +103,8 @@ def test_cancel_kills_the_forked_playbook(setup) -> None:
             time.sleep(0.1)
         assert not _sleepers(), "the playbook's command outlived the cancelled job"
         assert server.stats()["forked"] == 1
+    assert _payloads() == payloads, "the killed module left its files in /tmp"
+    assert not list((config.work_dir).glob("job-*"))
 
 
 def test_orphans_of_a_dead_run_are_reaped(setup) -> None:
@@ -175,6 +178,11 @@ def test_a_killed_fjmig_leaves_no_playbook_behind(setup) -> None:
 
 def _servers_of(tmp_path: Path) -> list[int]:
     return processes(f"FJMIG_WORK_DIR={tmp_path / 'jobs'}".encode())
+
+
+def _payloads() -> set[Path]:
+    """What killed ansible modules leave in /tmp when TMPDIR is not the job's own."""
+    return set(Path("/tmp").glob("ansible_*_payload_*"))
 
 
 def _sleepers() -> list[int]:
