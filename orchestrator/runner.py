@@ -248,7 +248,7 @@ def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event) -> JobResu
     _skip_close_delay_after_exit()
 
     config.work_dir.mkdir(parents=True, exist_ok=True)
-    job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=config.work_dir))
+    job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=config.work_dir)).resolve()
     own_control_dir = config.control_dir is None
     control_dir = config.control_dir or new_control_dir()
     os.chmod(job_dir, 0o700)
@@ -261,11 +261,11 @@ def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event) -> JobResu
         variables["fjmig_job_token"] = job_token(config.job_tag, job.step_id)
     extravars.write_text(json.dumps(variables, ensure_ascii=False))
     env = _envvars(control_dir, config)
-    env["FJMIG_JOB_DIR"] = str(job_dir.resolve())
+    env["FJMIG_JOB_DIR"] = str(job_dir)
     # Temporary files of what the job runs on the control node (a local module's payload) go in
     # the job's dir, removed with it, even when the job is cancelled and its module killed.
     (job_dir / "tmp").mkdir(mode=0o700)
-    env["TMPDIR"] = str((job_dir / "tmp").resolve())
+    env["TMPDIR"] = str(job_dir / "tmp")
     if config.playbook_server:
         env["FJMIG_PLAYBOOK_SERVER"] = config.playbook_server
     (job_dir / "env" / "settings").write_text(json.dumps({

@@ -104,7 +104,7 @@ def test_cancel_kills_the_forked_playbook(setup) -> None:
         assert not _sleepers(), "the playbook's command outlived the cancelled job"
         assert server.stats()["forked"] == 1
     assert _payloads() == payloads, "the killed module left its files in /tmp"
-    assert not list((config.work_dir).glob("job-*"))
+    assert not list(config.work_dir.glob("job-*"))
 
 
 def test_orphans_of_a_dead_run_are_reaped(setup) -> None:

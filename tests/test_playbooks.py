@@ -532,7 +532,7 @@ def test_step_commands_carry_the_job_token_and_services_do_not(lab: LabState) ->
     assert service_running(lab, v["target_host"], v["service_key"]), "cancel never stops a service"
 
 
-def test_presync_runs_at_a_lower_priority_than_the_service(lab: LabState) -> None:
+def test_presync_runs_under_nice_on_the_source(lab: LabState) -> None:
     """The presync's rsync (and the ssh it starts) run under nice on the source, so that the service
     users still reach there comes first."""
     v = {**system_vars(lab, "registry"), "fjmig_job_token": "fjtest:nice", "data_path": "/srv/fjtest-nice",

@@ -25,12 +25,13 @@ for name in os.listdir("/proc"):
         continue
     try:
         with open(f"/proc/{name}/environ", "rb") as handle:
-            environ = handle.read().split(b"\0")
-        with open(f"/proc/{name}/cmdline", "rb") as handle:
-            cmdline = handle.read()
+            tagged = bool(tokens.intersection(handle.read().split(b"\0")))
+        if not tagged:
+            with open(f"/proc/{name}/cmdline", "rb") as handle:
+                tagged = handle.read().startswith(masters)
     except OSError:
         continue
-    if tokens.intersection(environ) or (masters and cmdline.startswith(masters)):
+    if tagged:
         victims.append(int(name))
 for sig in (signal.SIGSTOP, signal.SIGKILL):
     for pid in victims:
