@@ -9,7 +9,8 @@ system of `--gb` GB each on one source host, then, once per round, side by side:
    target host, run on the source with the ssh options the playbooks use for host keys.
    Also, for reference, one rsync with the transport options fjmig's playbooks use
    (`--whole-file`, AES-GCM first) and no parallel streams.
-2. fjmig: `fjmig run --only bench-dp/cold-N --until cutover` (presync and cutover back to back).
+2. fjmig: `fjmig run --only bench-dp/cold-N --until cutover` (presync and cutover back to back,
+   which the executor runs as one job: cutover.yml with fjmig_with_presync).
    Every measurement starts after `sync`, so that no phase pays for flushing the one before.
    The lab's hosts keep their data in `--dir`, a tmpfs by default: in the lab every host and the
    control node share one disk, so the writeback of one copy stalls the next phase's journal

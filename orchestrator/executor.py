@@ -117,6 +117,8 @@ class Executor:
         self.cancel = threading.Event()
         self.run_id: int | None = None
         self._order = {n: i for i, n in enumerate(nx.topological_sort(self.graph.graph))}
+        self._presync_part: dict[str, dict[str, int]] = {}
+        """A cutover that runs in one job with its presync: what its presync changed and moved."""
 
     def stop(self) -> None:
         """Ask the run to stop: no new jobs; running ones are cancelled and recorded interrupted."""
@@ -186,6 +188,8 @@ class Executor:
             return pred in done
 
         running: dict[Future[JobResult], tuple[str, Job, int]] = {}
+        # A presync run in one job with its cutover: its done-signal -> (the job, the cutover)
+        presyncs: dict[Future[dict[str, int]], tuple[Future[JobResult], str]] = {}
         retry_at: dict[str, tuple[float, int]] = {}
         pool = ThreadPoolExecutor(max_workers=max(1, opts.parallel), thread_name_prefix="fjmig-job")
         server = contextlib.ExitStack()
@@ -194,8 +198,8 @@ class Executor:
                 config.playbook_server = server.enter_context(playbook_server(config)).wait_ready()
             while True:
                 if not self.cancel.is_set():
-                    self._start_ready(todo, failed, done, satisfied, approvals, record, running, retry_at, pool,
-                                      config)
+                    self._start_ready(todo, failed, done, satisfied, approvals, record, running, presyncs,
+                                      retry_at, pool, config)
                 if not running and not retry_at:
                     break
                 if not running:
@@ -210,9 +214,19 @@ class Executor:
                 timeout = None
                 if retry_at:
                     timeout = max(0.05, min(t for t, _ in retry_at.values()) - time.monotonic())
-                finished, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
-                for future in finished:
+                finished, _ = wait([*running, *presyncs], timeout=timeout, return_when=FIRST_COMPLETED)
+                for signalled in [f for f in finished if f in presyncs]:
+                    job_future, cutover_id = presyncs.pop(signalled)
+                    running[job_future] = self._presync_done(running[job_future], cutover_id, signalled.result(),
+                                                             todo, done, record)
+                for future in [f for f in finished if f in running]:
                     step_id, job, attempt = running.pop(future)
+                    for signalled, (job_future, cutover_id) in list(presyncs.items()):
+                        if job_future is future:  # ended before its presync was done: a presync result
+                            del presyncs[signalled]
+                            if signalled.done():  # ... unless that came in the same instant
+                                step_id, job, attempt = self._presync_done((step_id, job, attempt), cutover_id,
+                                                                           signalled.result(), todo, done, record)
                     result = future.result()
                     self._finish(step_id, job, attempt, result, todo, done, failed, record, retry_at)
         except KeyboardInterrupt:
@@ -278,6 +292,8 @@ class Executor:
             with contextlib.suppress(JobError):
                 hosts.update(build_job(step, self.plans, self.inventory).hosts)
                 tokens.append(job_token(config.job_tag or "", step_id))
+                if step.kind == "cutover":  # it may have run in one job with its presync, with its token
+                    tokens.append(job_token(config.job_tag or "", f"{step.system_id}:presync"))
         if hosts and tokens:
             result = stop_remote(sorted(hosts), tokens, config)
             assert self.run_id is not None
@@ -286,7 +302,9 @@ class Executor:
 
     def _start_ready(self, todo: set[str], failed: set[str], done: set[str], satisfied: Callable[[str], bool],
                      approvals: dict[str, Any], record: Callable[..., None],
-                     running: dict[Future[JobResult], tuple[str, Job, int]], retry_at: dict[str, tuple[float, int]],
+                     running: dict[Future[JobResult], tuple[str, Job, int]],
+                     presyncs: dict[Future[dict[str, int]], tuple[Future[JobResult], str]],
+                     retry_at: dict[str, tuple[float, int]],
                      pool: ThreadPoolExecutor, config: RunnerConfig) -> None:
         graph = self.graph.graph
         in_flight = {s for s, _, _ in running.values()}
@@ -333,17 +351,70 @@ class Executor:
                 record(step_id, "failed", str(exc))
                 self._emit("step-finished", step_id, state="failed", message=str(exc))
                 continue
+            partner = None
+            if step.kind == "presync":
+                partner = self._fusable(step, todo, satisfied, approvals, in_flight, retry_at)
+            if partner:
+                cutover_id, cutover_job = partner
+                job = Job(step_id, cutover_job.playbook,
+                          {**cutover_job.extravars, "fjmig_with_presync": True, "fjmig_presync_started": time.time()},
+                          cutover_job.hosts, also=(cutover_id,))
+                in_flight.add(cutover_id)
             retry_at.pop(step_id, None)
             if not self.options.check:
                 self.journal.record(self.run_id, step_id, "running",
                                     f"attempt {attempt}" if attempt > 1 else None)
             self._emit("step-started", step_id, data={"attempt": attempt, "hosts": list(job.hosts)})
-            future = pool.submit(run_job, job, config, self.cancel)
+            if partner:
+                presync_done: Future[dict[str, int]] = Future()
+                future = pool.submit(run_job, job, config, self.cancel,
+                                     lambda part, s=presync_done: s.done() or s.set_result(part))
+                presyncs[presync_done] = (future, partner[0])
+            else:
+                future = pool.submit(run_job, job, config, self.cancel)
             running[future] = (step_id, job, attempt)
+
+    def _fusable(self, presync: Step, todo: set[str], satisfied: Callable[[str], bool], approvals: dict[str, Any],
+                 in_flight: set[str], retry_at: dict[str, tuple[float, int]]) -> tuple[str, Job] | None:
+        """The cutover that may run in one job with this presync: selected and not started, waiting
+        for nothing else, approved if it must be. Not one with a change window that is enforced: the
+        window is checked when a cutover starts, which in one job is after a copy of unknown length."""
+        cutover_id = f"{presync.system_id}:cutover"
+        cutover = self.graph.steps.get(cutover_id)
+        if cutover is None or cutover_id not in todo or cutover_id in in_flight or cutover_id in retry_at:
+            return None
+        if any(p != presync.id and not satisfied(p) for p in self.graph.graph.predecessors(cutover_id)):
+            return None
+        if (self.options.enforce_windows and cutover.window is not None) or self._outside_window(cutover):
+            return None
+        if cutover.approval and cutover_id not in approvals and not self.options.check:
+            return None
+        try:
+            return cutover_id, build_job(cutover, self.plans, self.inventory)
+        except JobError:
+            return None  # the cutover fails with the reason when its turn comes
+
+    def _presync_done(self, entry: tuple[str, Job, int], cutover_id: str, part: dict[str, int], todo: set[str],
+                      done: set[str], record: Callable[..., None]) -> tuple[str, Job, int]:
+        """The copy of a job that runs a presync and its cutover succeeded: journal the presync done
+        and the cutover running; the job's result is the cutover's from now on."""
+        presync_id, job, _ = entry
+        todo.discard(presync_id)
+        done.add(presync_id)
+        stats = {**part, "with": cutover_id}
+        record(presync_id, "succeeded", None, stats)
+        self._emit("step-finished", presync_id, state="succeeded", data=stats)
+        if not self.options.check:
+            self.journal.record(self.run_id, cutover_id, "running", f"in one job with {presync_id}")
+        self._emit("step-started", cutover_id, data={"attempt": 1, "hosts": list(job.hosts)})
+        self._presync_part[cutover_id] = part
+        return cutover_id, job, 1
 
     def _finish(self, step_id: str, job: Job, attempt: int, result: JobResult, todo: set[str], done: set[str],
                 failed: set[str], record: Callable[..., None], retry_at: dict[str, tuple[float, int]]) -> None:
-        stats = {"changed": result.changed, "rc": result.rc, "bytes": result.bytes_moved,
+        presync = self._presync_part.pop(step_id, {})  # a job that ran the presync too: less its part
+        stats = {"changed": result.changed - presync.get("changed", 0), "rc": result.rc,
+                 "bytes": result.bytes_moved - presync.get("bytes", 0),
                  **{k: sum((result.stats.get(k) or {}).values()) for k in ("ok", "failures", "dark", "skipped")}}
         with contextlib.suppress(TypeError, ValueError):
             if "fjmig_downtime_s" in result.reported:  # cutover.yml: from the freeze to the switch

@@ -27,6 +27,8 @@ class Job:
     extravars: dict[str, Any]
     hosts: tuple[str, ...]
     """Inventory hosts the job touches (for messages and cleanup)."""
+    also: tuple[str, ...] = ()
+    """Further steps the job runs after step_id (a presync's cutover, executor._fusable)."""
 
 
 def default_port(plan: DepartmentPlan, system: System) -> int:

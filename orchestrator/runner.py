@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ from .jobs import Job
 
 TRANSFERRED = re.compile(r"^Total transferred file size: ([\d,.]+) bytes", re.MULTILINE)
 PLAYBOOKS_DIR = Path(__file__).resolve().parent.parent / "playbooks"
+PRESYNC_PLAY = "Presync the data to the target"
+"""The play of cutover.yml that copies the data first when a presync and its cutover run as one job
+(fjmig_with_presync): its copy succeeding on the source host is the presync done."""
 
 
 @dataclass
@@ -194,10 +198,13 @@ def stop_remote(hosts: list[str], tokens: list[str], config: RunnerConfig) -> Jo
     return run_job(job, quiet, threading.Event())
 
 
-def run_job(job: Job, config: RunnerConfig, cancel: threading.Event) -> JobResult:
+def run_job(job: Job, config: RunnerConfig, cancel: threading.Event,
+            on_presync_done: Callable[[dict[str, int]], None] | None = None) -> JobResult:
     """Run one playbook job; never raises for a playbook failure. A cancelled job's remote commands
-    are stopped before this returns."""
-    result = _run_job(job, config, cancel)
+    are stopped before this returns. on_presync_done({"changed": 0|1, "bytes": moved so far}) is
+    called, from the job's thread, when the PRESYNC_PLAY copy of a cutover job with
+    fjmig_with_presync succeeds."""
+    result = _run_job(job, config, cancel, on_presync_done)
     if result.status == "canceled" and config.job_tag and job.hosts:
         stop_remote(list(job.hosts), [job_token(config.job_tag, job.step_id)], config)
     return result
@@ -242,7 +249,8 @@ def _skip_close_delay_after_exit() -> None:
         PtyProcess.close = close  # type: ignore[method-assign]
 
 
-def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event) -> JobResult:
+def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event,
+             on_presync_done: Callable[[dict[str, int]], None] | None) -> JobResult:
     import ansible_runner
 
     _skip_close_delay_after_exit()
@@ -286,6 +294,9 @@ def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event) -> JobResu
             stdout = str((data.get("res") or {}).get("stdout") or "")
             for match in TRANSFERRED.finditer(stdout):
                 moved[0] += int(match.group(1).replace(",", "").replace(".", ""))
+            if (on_presync_done and data.get("play") == PRESYNC_PLAY
+                    and data.get("host") == job.extravars.get("source_host")):
+                on_presync_done({"changed": int(bool((data.get("res") or {}).get("changed"))), "bytes": moved[0]})
         if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
             res = data.get("res", {}) or {}
             host = data.get("host", "?")
@@ -321,8 +332,8 @@ def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event) -> JobResu
         if config.log_dir is not None:
             config.log_dir.mkdir(parents=True, exist_ok=True)
             stdout = job_dir / "artifacts" / "job" / "stdout"
-            if stdout.exists():
-                shutil.copyfile(stdout, config.log_dir / (job.step_id.replace("/", "__").replace(":", "--") + ".log"))
+            for step_id in (job.step_id, *job.also) if stdout.exists() else ():  # each step's log: the job's
+                shutil.copyfile(stdout, config.log_dir / (step_id.replace("/", "__").replace(":", "--") + ".log"))
     except Exception as exc:  # ansible-runner itself broke: report, do not crash the run
         return JobResult("failed", -1, f"ansible-runner failed: {exc}", {})
     finally:

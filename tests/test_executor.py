@@ -219,6 +219,7 @@ def test_approval_gate_holds_then_passes(mini_lab: Path, tmp_path: Path) -> None
     assert held.returncode == 3, held.stdout + held.stderr
     assert states(journal)["t-hub/archive:cutover"] == "held"
     assert states(journal)["t-hub/archive:presync"] == "succeeded"
+    assert "with" not in _stats(journal, "t-hub/archive:presync")  # ran alone: its cutover may not start
     assert "fjmig approve t-hub/archive" in held.stdout
     status = fjmig("status", str(MINI), "--journal", str(journal), "--format", "json")
     hub = json.loads(status.stdout)["departments"]["t-hub"]
@@ -234,6 +235,48 @@ def test_approval_gate_holds_then_passes(mini_lab: Path, tmp_path: Path) -> None
     assert_moved(mini_lab, "t-hub/archive")
 
 
+def _stats(journal: Path, step_id: str) -> dict:
+    with Journal.open(journal, readonly=True) as j:
+        return j.step_records()[step_id].stats or {}
+
+
+def test_a_presync_and_its_cutover_due_back_to_back_run_as_one_job(mini_lab: Path, tmp_path: Path) -> None:
+    """One job copies the data and cuts over (cutover.yml with fjmig_with_presync); the journal still
+    has each step: the presync done when its copy succeeded, then the cutover."""
+    journal = tmp_path / "journal.db"
+    result = run(mini_lab, journal, "--only", "t-hub/registry", "--until", "cutover")
+    assert result.returncode == 0, result.stdout + result.stderr
+    with Journal.open(journal, readonly=True) as j:
+        records = j.step_records()
+        steps = [(e["step_id"], e["data"]["state"]) for e in j.events() if e["kind"] == "step"]
+    presync, cutover = records["t-hub/registry:presync"], records["t-hub/registry:cutover"]
+    assert steps == [("t-hub/registry:presync", "running"), ("t-hub/registry:presync", "succeeded"),
+                     ("t-hub/registry:cutover", "running"), ("t-hub/registry:cutover", "succeeded")]
+    size = sum(f["size"] for f in manifest(mini_lab)["t-hub/registry"]["files"].values())
+    assert presync.stats == {"bytes": size, "changed": 1, "with": "t-hub/registry:cutover"}
+    assert presync.finished_at and cutover.started_at and presync.finished_at <= cutover.started_at
+    assert cutover.stats and cutover.stats["bytes"] == 0 and 0 < cutover.stats["downtime_s"] < 30
+    assert cutover.stats["changed"] > 0  # stopped, started, switched: counted for the cutover alone
+    # one job: both steps keep its log, which holds the presync's play and the freeze
+    logs = [tmp_path / "logs" / f"t-hub__registry--{kind}.log" for kind in ("presync", "cutover")]
+    assert logs[0].read_text() == logs[1].read_text()
+    assert "PLAY [Presync the data to the target]" in logs[0].read_text()
+    assert "PLAY [Cut the system over to the target]" in logs[0].read_text()
+    # and it did both: the data on the target, the service there, the office's name for it
+    assert_moved(mini_lab, "t-hub/registry")
+    entry, target = manifest(mini_lab)["t-hub/registry"], outputs(mini_lab)["targets"]["t-hub/registry"]
+    service = outputs(mini_lab)["services"]["t-hub/registry"]
+    first = sorted(entry["files"])[0]
+    answer = http_get(target["address"], target.get("port") or service["port"], "/" + first)
+    assert hashlib.sha256(answer).hexdigest() == entry["files"][first]["sha256"]
+    names = host_path(mini_lab, "office-t-hub", "/etc/hosts").read_text()
+    assert any(line.split()[:2] == [target["address"], service["name"]] for line in names.splitlines())
+
+    # A presync run on its own (--until presync) is one job, and its cutover another, later.
+    assert run(mini_lab, journal, "--only", "t-tax/collection", "--until", "presync").returncode == 0
+    assert "with" not in _stats(journal, "t-tax/collection:presync")
+
+
 def test_cutover_outside_its_window_is_held_unless_rehearsing(mini_lab: Path, tmp_path: Path) -> None:
     """In production (inventory + outputs) a cutover only starts inside its plan's change window;
     --lab is a rehearsal and --ignore-windows an explicit, journaled override."""
@@ -247,6 +290,10 @@ def test_cutover_outside_its_window_is_held_unless_rehearsing(mini_lab: Path, tm
     assert current["t-hub/archive:cutover"] == "held"  # window 2017-12-09T22:00+08:00/PT6H, long closed
     assert current["t-hub/archive:presync"] == "succeeded"
     assert current["t-hub/registry:cutover"] == "succeeded"  # no window: not held
+    # An enforced window is checked when the cutover starts, so that one is never run in one job
+    # with its presync (which could end after the window); the one without a window is.
+    assert "with" not in _stats(journal, "t-hub/archive:presync")
+    assert _stats(journal, "t-hub/registry:presync")["with"] == "t-hub/registry:cutover"
     assert "outside its change window 2017-12-09T22:00+08:00/PT6H" in held.stdout
     assert "--ignore-windows" in held.stdout
 
@@ -330,6 +377,40 @@ def test_unreachable_host_retries_then_fails_and_blocks_dependents(mini_lab: Pat
     assert "retry" in result.stdout
 
 
+def test_a_presync_and_cutover_in_one_job_fail_as_the_step_they_were_in(mini_lab: Path, tmp_path: Path) -> None:
+    """Silent before its copy succeeded, the job failed the presync and the cutover never ran;
+    silent after it, the presync is done and the cutover failed without freezing."""
+    journal = tmp_path / "journal.db"
+    approve_all(journal)
+    service = outputs(mini_lab)["services"]["t-hub/registry"]
+    target = outputs(mini_lab)["targets"]["t-hub/registry"]
+    port = target.get("port") or service["port"]
+    names_before = host_path(mini_lab, "office-t-hub", "/etc/hosts").read_text()
+
+    _kill_sshd(mini_lab, "office-t-hub")
+    result = run(mini_lab, journal, "--only", "t-hub/registry", "--until", "cutover", "--retries", "1",
+                 "--backoff", "0.2")
+    assert result.returncode == 1, result.stdout + result.stderr
+    with Journal.open(journal, readonly=True) as j:
+        presync, cutover = (j.step_records()[f"t-hub/registry:{kind}"] for kind in ("presync", "cutover"))
+    assert presync.state == "succeeded" and (presync.stats or {}).get("with") == "t-hub/registry:cutover"
+    assert_moved(mini_lab, "t-hub/registry")
+    assert cutover.state == "failed" and cutover.attempts == 2  # in the job, then once more on its own
+    assert "office-t-hub" in (cutover.message or "") and "unreachable" in (cutover.message or "")
+    assert http_get(_source_address(mini_lab, "hub-app01"), port)  # never frozen
+    with pytest.raises(OSError):
+        http_get(target["address"], port, timeout=2)
+    assert host_path(mini_lab, "office-t-hub", "/etc/hosts").read_text() == names_before
+
+    _kill_sshd(mini_lab, "hub-db01")
+    result = run(mini_lab, journal, "--only", "t-hub/archive", "--until", "cutover", "--retries", "0")
+    assert result.returncode == 1, result.stdout + result.stderr
+    with Journal.open(journal, readonly=True) as j:
+        presync, cutover = (j.step_records()[f"t-hub/archive:{kind}"] for kind in ("presync", "cutover"))
+    assert presync.state == "failed" and "hub-db01" in (presync.message or "")
+    assert cutover.state == "blocked" and events(journal, "t-hub/archive:cutover", "running") == 0
+
+
 # -- resume and the lock ----------------------------------------------------------------------
 
 
@@ -389,14 +470,16 @@ def test_sigkill_resumes_without_loss_or_repeated_cutovers(tmp_path: Path, kill_
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert states(journal)[victim] == "running"
-        finished_cutovers = {s for s, st in states(journal).items() if s.endswith(":cutover") and st == "succeeded"}
+        finished = {s for s, st in states(journal).items() if st == "succeeded"}
+        if kill_during == "cutover":  # its presync (maybe run in the same job) stays done
+            assert f"{victim.split(':')[0]}:presync" in finished
 
         result = run(lab, journal, "--parallel", "2")
         assert result.returncode == 0, result.stdout + result.stderr
         assert "interrupted" in result.stdout or "rerunning" in result.stdout
         for gid in outputs(lab)["targets"]:
             assert_moved(lab, gid)
-        for step_id in finished_cutovers:
+        for step_id in finished:
             assert events(journal, step_id, "running") == 1, f"{step_id} ran again after it had finished"
         for step_id, state in states(journal).items():
             assert state == "succeeded", step_id

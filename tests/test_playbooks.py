@@ -333,6 +333,20 @@ def test_presync_in_parallel_streams_gives_what_one_rsync_gives(lab: LabState) -
         shutil.rmtree(target, ignore_errors=True)
 
 
+def test_cutover_with_its_presync_catches_up_only_after_a_long_copy(lab: LabState) -> None:
+    """cutover.yml with fjmig_with_presync copies the data first (the presync's play); its catch-up
+    runs only when that copy took longer than fjmig_catch_up_after_s (default 30 s)."""
+    v = moved(lab, "registry")
+    source = v["source_host"]
+    fresh = ok(play(lab, "cutover.yml", {**v, "fjmig_with_presync": True, "fjmig_presync_started": time.time()}))
+    stale = ok(play(lab, "cutover.yml", {**v, "fjmig_with_presync": True, "fjmig_presync_started": time.time() - 60}))
+    alone = ok(play(lab, "cutover.yml", v))
+    assert "PLAY [Presync the data to the target]" in fresh.output
+    assert fresh.changed == stale.changed == alone.changed == 0  # idempotent: all of it was done
+    assert stale.recap[source]["ok"] == fresh.recap[source]["ok"] + 1  # the copy, and a catch-up
+    assert alone.recap[source]["ok"] == fresh.recap[source]["ok"]  # the catch-up, no copy
+
+
 def test_cutover_does_not_freeze_when_an_office_does_not_answer(lab: LabState) -> None:
     """The preparation play lets every host go at its own pace (strategy free), which does not stop
     the playbook when one fails: the freeze must still not start."""
