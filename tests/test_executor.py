@@ -471,8 +471,9 @@ def test_sigkill_resumes_without_loss_or_repeated_cutovers(tmp_path: Path, kill_
         proc.wait()
         assert states(journal)[victim] == "running"
         finished = {s for s, st in states(journal).items() if st == "succeeded"}
-        if kill_during == "cutover":  # its presync (maybe run in the same job) stays done
-            assert f"{victim.split(':')[0]}:presync" in finished
+        if kill_during == "cutover":  # killed in a job that ran its presync too, which stays done
+            presync = f"{victim.split(':')[0]}:presync"
+            assert presync in finished and _stats(journal, presync)["with"] == victim
 
         result = run(lab, journal, "--parallel", "2")
         assert result.returncode == 0, result.stdout + result.stderr
