@@ -188,8 +188,8 @@ class Executor:
             return pred in done
 
         running: dict[Future[JobResult], tuple[str, Job, int]] = {}
-        # A presync run in one job with its cutover: its done-signal -> (the job, the cutover)
-        presyncs: dict[Future[dict[str, int]], tuple[Future[JobResult], str]] = {}
+        # A job that runs a presync and its cutover -> (the cutover, set when the presync's copy succeeded)
+        fused: dict[Future[JobResult], tuple[str, Future[dict[str, int]]]] = {}
         retry_at: dict[str, tuple[float, int]] = {}
         pool = ThreadPoolExecutor(max_workers=max(1, opts.parallel), thread_name_prefix="fjmig-job")
         server = contextlib.ExitStack()
@@ -198,7 +198,7 @@ class Executor:
                 config.playbook_server = server.enter_context(playbook_server(config)).wait_ready()
             while True:
                 if not self.cancel.is_set():
-                    self._start_ready(todo, failed, done, satisfied, approvals, record, running, presyncs,
+                    self._start_ready(todo, failed, done, satisfied, approvals, record, running, fused,
                                       retry_at, pool, config)
                 if not running and not retry_at:
                     break
@@ -214,19 +214,17 @@ class Executor:
                 timeout = None
                 if retry_at:
                     timeout = max(0.05, min(t for t, _ in retry_at.values()) - time.monotonic())
-                finished, _ = wait([*running, *presyncs], timeout=timeout, return_when=FIRST_COMPLETED)
-                for signalled in [f for f in finished if f in presyncs]:
-                    job_future, cutover_id = presyncs.pop(signalled)
-                    running[job_future] = self._presync_done(running[job_future], cutover_id, signalled.result(),
-                                                             todo, done, record)
+                finished, _ = wait([*running, *(copied for _, copied in fused.values())], timeout=timeout,
+                                   return_when=FIRST_COMPLETED)
+                # A job's copy succeeds before the job ends, so a job in `finished` has its signal set here.
+                for job_future, (cutover_id, copied) in list(fused.items()):
+                    if copied.done():
+                        del fused[job_future]
+                        running[job_future] = self._presync_done(running[job_future], cutover_id, copied.result(),
+                                                                 todo, done, record)
                 for future in [f for f in finished if f in running]:
+                    fused.pop(future, None)  # ended before its copy succeeded: the result is the presync's
                     step_id, job, attempt = running.pop(future)
-                    for signalled, (job_future, cutover_id) in list(presyncs.items()):
-                        if job_future is future:  # ended before its presync was done: a presync result
-                            del presyncs[signalled]
-                            if signalled.done():  # ... unless that came in the same instant
-                                step_id, job, attempt = self._presync_done((step_id, job, attempt), cutover_id,
-                                                                           signalled.result(), todo, done, record)
                     result = future.result()
                     self._finish(step_id, job, attempt, result, todo, done, failed, record, retry_at)
         except KeyboardInterrupt:
@@ -303,7 +301,7 @@ class Executor:
     def _start_ready(self, todo: set[str], failed: set[str], done: set[str], satisfied: Callable[[str], bool],
                      approvals: dict[str, Any], record: Callable[..., None],
                      running: dict[Future[JobResult], tuple[str, Job, int]],
-                     presyncs: dict[Future[dict[str, int]], tuple[Future[JobResult], str]],
+                     fused: dict[Future[JobResult], tuple[str, Future[dict[str, int]]]],
                      retry_at: dict[str, tuple[float, int]],
                      pool: ThreadPoolExecutor, config: RunnerConfig) -> None:
         graph = self.graph.graph
@@ -351,41 +349,38 @@ class Executor:
                 record(step_id, "failed", str(exc))
                 self._emit("step-finished", step_id, state="failed", message=str(exc))
                 continue
-            partner = None
-            if step.kind == "presync":
-                partner = self._fusable(step, todo, satisfied, approvals, in_flight, retry_at)
+            partner = self._fusable(step, todo, satisfied, approvals) if step.kind == "presync" else None
             if partner:
                 cutover_id, cutover_job = partner
                 job = Job(step_id, cutover_job.playbook,
                           {**cutover_job.extravars, "fjmig_with_presync": True, "fjmig_presync_started": time.time()},
                           cutover_job.hosts, also=(cutover_id,))
-                in_flight.add(cutover_id)
             retry_at.pop(step_id, None)
             if not self.options.check:
                 self.journal.record(self.run_id, step_id, "running",
                                     f"attempt {attempt}" if attempt > 1 else None)
             self._emit("step-started", step_id, data={"attempt": attempt, "hosts": list(job.hosts)})
             if partner:
-                presync_done: Future[dict[str, int]] = Future()
+                copied: Future[dict[str, int]] = Future()
                 future = pool.submit(run_job, job, config, self.cancel,
-                                     lambda part, s=presync_done: s.done() or s.set_result(part))
-                presyncs[presync_done] = (future, partner[0])
+                                     lambda part, s=copied: s.done() or s.set_result(part))
+                fused[future] = (partner[0], copied)
             else:
                 future = pool.submit(run_job, job, config, self.cancel)
             running[future] = (step_id, job, attempt)
 
-    def _fusable(self, presync: Step, todo: set[str], satisfied: Callable[[str], bool], approvals: dict[str, Any],
-                 in_flight: set[str], retry_at: dict[str, tuple[float, int]]) -> tuple[str, Job] | None:
+    def _fusable(self, presync: Step, todo: set[str], satisfied: Callable[[str], bool],
+                 approvals: dict[str, Any]) -> tuple[str, Job] | None:
         """The cutover that may run in one job with this presync: selected and not started, waiting
         for nothing else, approved if it must be. Not one with a change window that is enforced: the
         window is checked when a cutover starts, which in one job is after a copy of unknown length."""
         cutover_id = f"{presync.system_id}:cutover"
         cutover = self.graph.steps.get(cutover_id)
-        if cutover is None or cutover_id not in todo or cutover_id in in_flight or cutover_id in retry_at:
+        if cutover is None or cutover_id not in todo:  # (it cannot be running: it waits for this presync)
             return None
         if any(p != presync.id and not satisfied(p) for p in self.graph.graph.predecessors(cutover_id)):
             return None
-        if (self.options.enforce_windows and cutover.window is not None) or self._outside_window(cutover):
+        if self.options.enforce_windows and cutover.window is not None:
             return None
         if cutover.approval and cutover_id not in approvals and not self.options.check:
             return None

@@ -332,8 +332,9 @@ def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event,
         if config.log_dir is not None:
             config.log_dir.mkdir(parents=True, exist_ok=True)
             stdout = job_dir / "artifacts" / "job" / "stdout"
-            for step_id in (job.step_id, *job.also) if stdout.exists() else ():  # each step's log: the job's
-                shutil.copyfile(stdout, config.log_dir / (step_id.replace("/", "__").replace(":", "--") + ".log"))
+            if stdout.exists():
+                for step_id in (job.step_id, *job.also):  # a job that ran two steps: the log of each
+                    shutil.copyfile(stdout, config.log_dir / (step_id.replace("/", "__").replace(":", "--") + ".log"))
     except Exception as exc:  # ansible-runner itself broke: report, do not crash the run
         return JobResult("failed", -1, f"ansible-runner failed: {exc}", {})
     finally:
