@@ -8,23 +8,21 @@ environment and working directory, and forks a child per job that runs ansible-c
 `ansible-playbook` entry point (`ansible.cli.playbook.main`), so the playbook still runs
 unchanged, under ansible-runner, with runner's callback and events.
 
-The link is the `binary` ansible-runner starts (runner.WRAPPER): it hands the server its
+The link is the `binary` ansible-runner starts (runner.WRAPPER, forkclient.py): it hands the server its
 argv, environment, working directory and terminal (stdin/stdout/stderr, passed as file
 descriptors over a unix socket), waits for the exit status and exits with it. If the wrapper
 dies (runner cancels a job by killing its process group), the server kills the child's process
 group. The fast path is only taken when nothing that Ansible reads at import time differs from
 the server's (every ANSIBLE_* variable but the per-job fact cache path, and the working
 directory); otherwise the child execs the real ansible-playbook, so a mismatch costs speed,
-never correctness. Stdlib only: the wrapper imports this module with `python -I -S`.
+never correctness. Stdlib only.
 """
 
 from __future__ import annotations
 
-import array
 import contextlib
 import ctypes
 import hashlib
-import json
 import os
 import selectors
 import shutil
@@ -39,53 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .forkclient import recv, send
+
 SERVER_FLAG = "--fjmig-playbook-server"
 """In the server's argv, so that orphan reaping recognises its children (runner._is_ansible_group)."""
 PER_JOB_VARS = frozenset({"ANSIBLE_CACHE_PLUGIN_CONNECTION"})
 """ANSIBLE_* variables that differ between jobs and that Ansible only reads at run time."""
-_MAX_MESSAGE = 4 << 20
 _PR_SET_PDEATHSIG = 1
-
-
-def _send(conn: socket.socket, payload: dict[str, Any], fds: list[int] | None = None) -> None:
-    data = json.dumps(payload).encode()
-    message = len(data).to_bytes(4, "big") + data
-    if fds:
-        conn.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
-    else:
-        conn.sendall(message)
-
-
-def _recv_exact(conn: socket.socket, size: int) -> bytes:
-    chunks = []
-    while size:
-        chunk = conn.recv(size)
-        if not chunk:
-            raise EOFError
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def _recv(conn: socket.socket, with_fds: bool = False) -> tuple[dict[str, Any], list[int]]:
-    fds: list[int] = []
-    if with_fds:
-        fd_size = array.array("i").itemsize * 3
-        head, ancdata, _, _ = conn.recvmsg(4, socket.CMSG_SPACE(fd_size))
-        for level, kind, data in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                received = array.array("i")
-                received.frombytes(data[: len(data) - (len(data) % received.itemsize)])
-                fds.extend(received)
-        if not head:
-            raise EOFError
-        head += _recv_exact(conn, 4 - len(head))
-    else:
-        head = _recv_exact(conn, 4)
-    size = int.from_bytes(head, "big")
-    if size > _MAX_MESSAGE:
-        raise ValueError("message too large")
-    return json.loads(_recv_exact(conn, size)), fds
 
 
 def _import_fingerprint(env: dict[str, str], cwd: str) -> dict[str, str]:
@@ -155,7 +113,7 @@ def serve(socket_path: str) -> None:
                     conn, _ = listener.accept()
                     try:
                         conn.settimeout(10)  # a wrapper sends its request at once; never hang on one
-                        request, fds = _recv(conn, with_fds=True)
+                        request, fds = recv(conn, with_fds=True)
                         conn.settimeout(None)
                     except (OSError, EOFError, ValueError):
                         conn.close()
@@ -164,7 +122,7 @@ def serve(socket_path: str) -> None:
                         for fd in fds:
                             os.close(fd)
                         with contextlib.suppress(OSError):
-                            _send(conn, dict(counts))
+                            send(conn, dict(counts))
                         conn.close()
                         continue
                     fast = _import_fingerprint(request["env"], request["cwd"]) == fingerprint
@@ -191,7 +149,7 @@ def serve(socket_path: str) -> None:
                     if job is None:  # finished earlier in this same batch of events
                         continue
                     try:
-                        _recv(job.conn)  # a signal the wrapper was sent (e.g. SIGHUP: fjmig died)
+                        recv(job.conn)  # a signal the wrapper was sent (e.g. SIGHUP: fjmig died)
                     except (OSError, EOFError, ValueError):
                         selector.unregister(job.conn)  # the wrapper is gone: runner cancelled the job
                     # Either way the playbook goes, all of it: ansible's workers are in sessions of
@@ -204,7 +162,7 @@ def serve(socket_path: str) -> None:
                     _, status = os.waitpid(job.pid, 0)
                     code = os.waitstatus_to_exitcode(status)
                     with contextlib.suppress(OSError):
-                        _send(job.conn, {"exit": code if code >= 0 else 128 - code})
+                        send(job.conn, {"exit": code if code >= 0 else 128 - code})
                     with contextlib.suppress(KeyError, ValueError):
                         selector.unregister(job.conn)
                     selector.unregister(job.pidfd)
@@ -306,9 +264,11 @@ def _preload_plugins() -> None:
             loader.callback_loader.get(f"ansible.builtin.{path.stem}", class_only=True)
         for name in constants.INVENTORY_ENABLED:
             loader.inventory_loader.get(name)
-        list(loader.vars_loader.all(class_only=True))
-        for plugins, names in ((loader.connection_loader, ("ssh", "local")), (loader.shell_loader, ("sh",)),
-                               (loader.strategy_loader, ("linear", "free")),
+        # Every connection, shell and become plugin: ansible-playbook loads them all when a playbook
+        # starts (PlaybookExecutor.run, to cache their configuration definitions), ~0.3 s a job.
+        for plugins in (loader.vars_loader, loader.connection_loader, loader.shell_loader, loader.become_loader):
+            list(plugins.all(class_only=True))
+        for plugins, names in ((loader.strategy_loader, ("linear", "free")),
                                (loader.action_loader, ("raw", "assert", "set_fact", "set_stats", "normal",
                                                        "command"))):
             for name in names:
@@ -370,45 +330,6 @@ def _run_child(conn: socket.socket, request: dict[str, Any], fds: list[int], fas
 
 
 # ----------------------------------------------------------------------------------------------
-# The wrapper's side
-
-
-def client_main(argv: list[str]) -> int:
-    """Run ansible-playbook ARGV through the server named by $FJMIG_PLAYBOOK_SERVER, or exec it."""
-    job_dir = os.environ.get("FJMIG_JOB_DIR")
-    if job_dir:
-        with open(os.path.join(job_dir, "pgid"), "w", encoding="ascii") as handle:
-            handle.write(str(os.getpgid(0)))
-    path = os.environ.get("FJMIG_PLAYBOOK_SERVER")
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        if not path:
-            raise OSError("no server")
-        conn.connect(path)
-        _send(conn, {"argv": ["ansible-playbook", *argv], "env": dict(os.environ), "cwd": os.getcwd()}, [0, 1, 2])
-    except OSError:
-        conn.close()
-        os.execvp("ansible-playbook", ["ansible-playbook", *argv])  # noqa: S606 (argv, no shell)
-
-    def forward(signum: int, _frame: Any) -> None:
-        with contextlib.suppress(OSError):
-            _send(conn, {"signal": int(signum)})
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, forward)
-    while True:
-        try:
-            reply, _ = _recv(conn)
-        except InterruptedError:
-            continue
-        except (OSError, EOFError, ValueError):
-            sys.stderr.write("fjmig: the playbook server went away\n")
-            return 1
-        if "exit" in reply:
-            return int(reply["exit"])
-
-
-# ----------------------------------------------------------------------------------------------
 # The executor's side
 
 
@@ -449,8 +370,8 @@ class PlaybookServer:
         """How many jobs took the fast path ("forked") and how many exec'd ansible-playbook."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.connect(self.path)
-            _send(conn, {"stats": True})
-            reply, _ = _recv(conn)
+            send(conn, {"stats": True})
+            reply, _ = recv(conn)
             return {k: int(v) for k, v in reply.items()}
 
     def __exit__(self, *_exc: object) -> None:

@@ -90,10 +90,10 @@ def _envvars(control_dir: Path, config: RunnerConfig) -> dict[str, str]:
 
 WRAPPER = """#!{python} -IS
 # fjmig: records the playbook's process group (so that a later run can reap it if fjmig dies) and
-# runs ansible-playbook through the run's playbook server, or execs it (orchestrator/forkserver.py).
+# runs ansible-playbook through the run's playbook server, or execs it (orchestrator/forkclient.py).
 import sys
 sys.path.insert(0, {root!r})
-from orchestrator.forkserver import client_main
+from orchestrator.forkclient import client_main
 sys.exit(client_main(sys.argv[1:]))
 """
 

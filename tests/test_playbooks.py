@@ -333,18 +333,32 @@ def test_presync_in_parallel_streams_gives_what_one_rsync_gives(lab: LabState) -
         shutil.rmtree(target, ignore_errors=True)
 
 
+def _play_output(output: str, name: str) -> str:
+    """What ansible-playbook printed for the play NAME (up to the next play or the recap)."""
+    section = output.split(f"PLAY [{name}]", 1)[1]
+    return section.split("PLAY ", 1)[0]
+
+
 def test_cutover_with_its_presync_catches_up_only_after_a_long_copy(lab: LabState) -> None:
-    """cutover.yml with fjmig_with_presync copies the data first (the presync's play); its catch-up
-    runs only when that copy took longer than fjmig_catch_up_after_s (default 30 s)."""
+    """cutover.yml with fjmig_with_presync first has every host answer (which opens the
+    connections the freeze reuses) and copies the data (the presync's play); its catch-up runs
+    only when that copy took longer than fjmig_catch_up_after_s (default 30 s), and only then is
+    the source in the play that gets ready for the freeze."""
     v = moved(lab, "registry")
-    source = v["source_host"]
+    source, hosts = v["source_host"], [v["source_host"], v["target_host"], *v["office_hosts"]]
     fresh = ok(play(lab, "cutover.yml", {**v, "fjmig_with_presync": True, "fjmig_presync_started": time.time()}))
     stale = ok(play(lab, "cutover.yml", {**v, "fjmig_with_presync": True, "fjmig_presync_started": time.time() - 60}))
     alone = ok(play(lab, "cutover.yml", v))
     assert "PLAY [Presync the data to the target]" in fresh.output
     assert fresh.changed == stale.changed == alone.changed == 0  # idempotent: all of it was done
-    assert stale.recap[source]["ok"] == fresh.recap[source]["ok"] + 1  # the copy, and a catch-up
-    assert alone.recap[source]["ok"] == fresh.recap[source]["ok"]  # the catch-up, no copy
+    opening = "Open the connections of the cutover"
+    assert all(f"ok: [{host}]" in _play_output(fresh.output, opening) for host in hosts)
+    assert not any(f"[{host}]" in _play_output(alone.output, opening) for host in hosts)
+    getting_ready = "Get ready for the freeze"
+    assert f"[{source}]" not in _play_output(fresh.output, getting_ready)
+    assert f"ok: [{source}]" in _play_output(stale.output, getting_ready)
+    assert stale.recap[source]["ok"] == fresh.recap[source]["ok"] + 1  # a catch-up
+    assert alone.recap[source]["ok"] == fresh.recap[source]["ok"] - 1  # a catch-up, no answer and no copy
 
 
 def test_cutover_does_not_freeze_when_an_office_does_not_answer(lab: LabState) -> None:
