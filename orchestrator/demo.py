@@ -22,6 +22,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from .inventory import load_inventory
     from .journal import Journal
     from .lab import LabError, lab_down, lab_up
+    from .lab.state import LabPaths
 
     out = console()
     plans = _load_valid_plans(args.plans)
@@ -51,7 +52,7 @@ def run_demo(args: argparse.Namespace) -> int:
             for step in graph.steps.values():
                 if step.approval:
                     journal.approve(step.id, "demo")
-        inventory = load_inventory(lab_dir / "inventory.yml", [lab_dir / "outputs.json"])
+        inventory = load_inventory(LabPaths(lab_dir).inventory, [LabPaths(lab_dir).outputs])
         options = RunOptions(parallel=args.parallel, operator="demo", log_dir=state / "logs", work_dir=state / "jobs",
                              enforce_windows=False)  # the lab is a rehearsal
         summary = execute(plans, inventory, journal_path, options, args.format)

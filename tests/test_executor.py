@@ -195,9 +195,7 @@ def test_check_mode_changes_nothing(mini_lab: Path, tmp_path: Path) -> None:
 
 
 def _source_address(lab: Path, host: str) -> str:
-    import yaml
-
-    inventory = yaml.safe_load((lab / "inventory.yml").read_text())
+    inventory = json.loads((lab / "inventory.json").read_text())
 
     def find(group: dict) -> str | None:
         if host in (group.get("hosts") or {}):
@@ -282,7 +280,7 @@ def test_cutover_outside_its_window_is_held_unless_rehearsing(mini_lab: Path, tm
     --lab is a rehearsal and --ignore-windows an explicit, journaled override."""
     journal = tmp_path / "journal.db"
     approve_all(journal)
-    production = [str(MINI), "--inventory", str(mini_lab / "inventory.yml"),
+    production = [str(MINI), "--inventory", str(mini_lab / "inventory.json"),
                   "--outputs", str(mini_lab / "outputs.json"), "--journal", str(journal), "--until", "cutover"]
     held = fjmig("run", *production)
     assert held.returncode == 3, held.stdout + held.stderr

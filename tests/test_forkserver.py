@@ -88,7 +88,7 @@ def test_a_different_ansible_configuration_falls_back_to_exec(setup) -> None:
 def test_cancel_kills_the_forked_playbook(setup) -> None:
     _, config = setup
     cancel = threading.Event()
-    payloads = _payloads()
+    payloads, local_tmp = _payloads(), _ansible_local_tmp()
     with playbook_server(config) as server:
         config.playbook_server = server.wait_ready()
         timer = threading.Timer(3.0, cancel.set)
@@ -104,6 +104,7 @@ def test_cancel_kills_the_forked_playbook(setup) -> None:
         assert not _sleepers(), "the playbook's command outlived the cancelled job"
         assert server.stats()["forked"] == 1
     assert _payloads() == payloads, "the killed module left its files in /tmp"
+    assert _ansible_local_tmp() == local_tmp, "the killed playbook (or the server) left its local tmp"
     assert not list(config.work_dir.glob("job-*"))
 
 
@@ -183,6 +184,11 @@ def _servers_of(tmp_path: Path) -> list[int]:
 def _payloads() -> set[Path]:
     """What killed ansible modules leave in /tmp when TMPDIR is not the job's own."""
     return set(Path("/tmp").glob("ansible_*_payload_*"))
+
+
+def _ansible_local_tmp() -> set[Path]:
+    """ansible's local temporary directories in their default place."""
+    return set((Path.home() / ".ansible" / "tmp").glob("ansible-local-*"))
 
 
 def _sleepers() -> list[int]:

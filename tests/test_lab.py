@@ -129,12 +129,12 @@ def test_a_changed_host_key_is_refused_by_paramiko_openssh_and_ansible(lab: LabS
     assert openssh.returncode == 255 and "REMOTE HOST IDENTIFICATION HAS CHANGED" in openssh.stderr
     # ansible, even told by the environment not to check host keys: the inventory insists.
     inventory = lab.paths.inventory.read_text().replace(str(lab.paths.known_hosts), str(forged))
-    (tmp_path / "inventory.yml").write_text(inventory)
+    (tmp_path / "inventory.json").write_text(inventory)
     # (a fresh ControlPath directory: a master connection opened earlier would skip the key check)
     env = {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp_path / "cp"), "ANSIBLE_TIMEOUT": "60",
            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    refused = subprocess.run([str(BIN / "ansible"), victim, "-i", str(tmp_path / "inventory.yml"), "-m",
+    refused = subprocess.run([str(BIN / "ansible"), victim, "-i", str(tmp_path / "inventory.json"), "-m",
                               "ansible.builtin.ping", "-o"], capture_output=True, text=True, env=env, timeout=120,
                              check=False)
     output = refused.stdout + refused.stderr

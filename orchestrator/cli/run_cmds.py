@@ -130,10 +130,12 @@ def _load_valid_plans(plans_dir: str) -> Any:
 
 def _inventory(args: argparse.Namespace) -> Any:
     from ..inventory import InventoryError, load_inventory
+    from ..lab.state import LabPaths
 
     if args.lab:
         state = Path(args.lab)
-        inventory, outputs = state / "inventory.yml", [state / "outputs.json"]
+        paths = LabPaths(state)
+        inventory, outputs = paths.inventory, [paths.outputs]
         if not inventory.exists():
             raise UserError(f"no lab in {state}: run 'fjmig lab up' first")
     elif args.inventory:
