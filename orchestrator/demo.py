@@ -52,7 +52,8 @@ def run_demo(args: argparse.Namespace) -> int:
             for step in graph.steps.values():
                 if step.approval:
                     journal.approve(step.id, "demo")
-        inventory = load_inventory(LabPaths(lab_dir).inventory, [LabPaths(lab_dir).outputs])
+        lab_paths = LabPaths(lab_dir)
+        inventory = load_inventory(lab_paths.inventory, [lab_paths.outputs])
         options = RunOptions(parallel=args.parallel, operator="demo", log_dir=state / "logs", work_dir=state / "jobs",
                              enforce_windows=False)  # the lab is a rehearsal
         summary = execute(plans, inventory, journal_path, options, args.format)
