@@ -41,8 +41,9 @@ from .forkclient import recv, send
 
 SERVER_FLAG = "--fjmig-playbook-server"
 """In the server's argv, so that orphan reaping recognises its children (runner._is_ansible_group)."""
-PER_JOB_VARS = frozenset({"ANSIBLE_CACHE_PLUGIN_CONNECTION"})
-"""ANSIBLE_* variables that differ between jobs and that Ansible only reads at run time."""
+PER_JOB_VARS = frozenset({"ANSIBLE_CACHE_PLUGIN_CONNECTION", "ANSIBLE_LOCAL_TEMP"})
+"""ANSIBLE_* variables that differ between jobs: Ansible reads them only at run time, or (the local
+temporary directory, made at import) the child sets them itself (_run_child)."""
 _PR_SET_PDEATHSIG = 1
 
 
@@ -304,9 +305,9 @@ def _run_child(conn: socket.socket, request: dict[str, Any], fds: list[int], fas
         from ansible import constants
         from ansible.cli.playbook import main
 
-        # The local temporary directory is made when ansible is imported: give each job its own, in
-        # the job's tmp/ (its TMPDIR), which goes with the job dir even when the job is killed.
-        job_tmp = os.environ.get("TMPDIR", "") if job_dir else ""
+        # The local temporary directory is made when ansible is imported: make the job's own, where
+        # its ANSIBLE_LOCAL_TEMP says (runner.py: in the job dir, which goes even when the job is killed).
+        job_tmp = os.path.expanduser(os.environ.get("ANSIBLE_LOCAL_TEMP", ""))
         constants.DEFAULT_LOCAL_TMP = tempfile.mkdtemp(prefix=f"ansible-local-{os.getpid()}",
                                                        dir=job_tmp if os.path.isdir(job_tmp) else local_tmp_root)
         with contextlib.suppress(Exception):

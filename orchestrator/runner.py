@@ -274,6 +274,9 @@ def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event,
     # the job's dir, removed with it, even when the job is cancelled and its module killed.
     (job_dir / "tmp").mkdir(mode=0o700)
     env["TMPDIR"] = str(job_dir / "tmp")
+    # ... and so does ansible's own local temporary directory, which a killed playbook cannot remove
+    # (the playbook server's children and an exec'd ansible-playbook both read this).
+    env["ANSIBLE_LOCAL_TEMP"] = env["TMPDIR"]
     if config.playbook_server:
         env["FJMIG_PLAYBOOK_SERVER"] = config.playbook_server
     (job_dir / "env" / "settings").write_text(json.dumps({
