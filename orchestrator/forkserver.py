@@ -269,7 +269,7 @@ def _preload_plugins() -> None:
         # starts (PlaybookExecutor.run, to cache their configuration definitions), ~0.3 s a job.
         for plugins in (loader.vars_loader, loader.connection_loader, loader.shell_loader, loader.become_loader):
             list(plugins.all(class_only=True))
-        for plugins, names in ((loader.strategy_loader, ("linear", "free")),
+        for plugins, names in ((loader.strategy_loader, ("linear",)),
                                (loader.action_loader, ("raw", "assert", "set_fact", "set_stats", "normal",
                                                        "command"))):
             for name in names:

@@ -214,6 +214,16 @@ SSH_CLOSED = "Shared connection to"
 """How ssh's notice that a multiplexed session ended begins (on the task's stderr)."""
 
 
+def _failure_message(failures: list[str], most: int = 3) -> str | None:
+    """Every host that failed (several can at once: a job's plays run on several hosts), in the
+    order their reasons came, the first `most` of them in full."""
+    if len(failures) <= 1:
+        return failures[0] if failures else None
+    shown = [reason[:300] for reason in failures[:most]]
+    more = f"; and {len(failures) - most} more" if len(failures) > most else ""
+    return "; ".join(shown) + more
+
+
 def _error_output(res: dict[str, Any]) -> str:
     """What a failed task's command said: its stderr, or, for raw tasks (they run with a tty,
     which merges stderr into stdout, and leave only ssh's closing notice on stderr), its stdout."""
@@ -283,7 +293,7 @@ def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event,
         "pexpect_timeout": 1,
         "suppress_ansible_output": True,
     }))
-    failure: dict[str, str] = {}
+    failures: list[str] = []  # every failed or unreachable host's reason, as they came
     unreachable: list[str] = []
     moved = [0]
     reported: dict[str, Any] = {}
@@ -306,11 +316,11 @@ def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event,
             msg = res.get("msg") or res.get("stderr") or res.get("reason") or "failed"
             if kind == "runner_on_unreachable":
                 unreachable.append(host)
-                failure.setdefault("message", f"host {host} unreachable: {str(msg).strip()[:400]}")
+                failures.append(f"host {host} unreachable: {str(msg).strip()[:400]}")
             else:
                 stderr = _error_output(res)
                 detail = f"{msg}" + (f": {stderr[-300:]}" if stderr and stderr not in str(msg) else "")
-                failure.setdefault("message", f"{data.get('task', 'task')} on {host}: {detail.strip()[:600]}")
+                failures.append(f"{data.get('task', 'task')} on {host}: {detail.strip()[:600]}")
         return True
 
     try:
@@ -353,7 +363,7 @@ def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event,
         return JobResult("successful", rc, None, stats, changed, bytes_moved=moved[0], reported=reported)
     if unreachable or (stats.get("dark") or {}):
         hosts = sorted(set(unreachable) | set(stats.get("dark") or {}))
-        return JobResult("unreachable", rc, failure.get("message") or f"unreachable: {', '.join(hosts)}", stats,
+        return JobResult("unreachable", rc, _failure_message(failures) or f"unreachable: {', '.join(hosts)}", stats,
                          changed, hosts)
-    return JobResult("failed", rc, failure.get("message") or f"ansible-playbook exited {rc} ({status})", stats,
+    return JobResult("failed", rc, _failure_message(failures) or f"ansible-playbook exited {rc} ({status})", stats,
                      changed)

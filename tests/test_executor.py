@@ -405,7 +405,9 @@ def test_a_presync_and_cutover_in_one_job_fail_as_the_step_they_were_in(mini_lab
     assert result.returncode == 1, result.stdout + result.stderr
     with Journal.open(journal, readonly=True) as j:
         presync, cutover = (j.step_records()[f"t-hub/archive:{kind}"] for kind in ("presync", "cutover"))
+    # the job's first play has every host it needs answer: both silent ones are named
     assert presync.state == "failed" and "hub-db01" in (presync.message or "")
+    assert "host office-t-hub unreachable" in (presync.message or "")
     assert cutover.state == "blocked" and events(journal, "t-hub/archive:cutover", "running") == 0
 
 

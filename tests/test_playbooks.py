@@ -340,31 +340,35 @@ def _play_output(output: str, name: str) -> str:
 
 
 def test_cutover_with_its_presync_catches_up_only_after_a_long_copy(lab: LabState) -> None:
-    """cutover.yml with fjmig_with_presync first has every host answer (which opens the
-    connections the freeze reuses) and copies the data (the presync's play); its catch-up runs
-    only when that copy took longer than fjmig_catch_up_after_s (default 30 s), and only then is
-    the source in the play that gets ready for the freeze."""
+    """cutover.yml with fjmig_with_presync copies the data (the presync's play) while the target
+    and every office answer in the same task (which opens the connections the freeze reuses); it
+    gets ready again (a catch-up on the source, a second answer from the others) only when that
+    copy took longer than fjmig_catch_up_after_s (default 30 s)."""
     v = moved(lab, "registry")
     source, hosts = v["source_host"], [v["source_host"], v["target_host"], *v["office_hosts"]]
     fresh = ok(play(lab, "cutover.yml", {**v, "fjmig_with_presync": True, "fjmig_presync_started": time.time()}))
     stale = ok(play(lab, "cutover.yml", {**v, "fjmig_with_presync": True, "fjmig_presync_started": time.time() - 60}))
     alone = ok(play(lab, "cutover.yml", v))
-    assert "PLAY [Presync the data to the target]" in fresh.output
     assert fresh.changed == stale.changed == alone.changed == 0  # idempotent: all of it was done
-    opening = "Open the connections of the cutover"
-    assert all(f"ok: [{host}]" in _play_output(fresh.output, opening) for host in hosts)
-    assert not any(f"[{host}]" in _play_output(alone.output, opening) for host in hosts)
-    getting_ready = "Get ready for the freeze"
-    assert f"[{source}]" not in _play_output(fresh.output, getting_ready)
-    assert f"ok: [{source}]" in _play_output(stale.output, getting_ready)
+    presync, getting_ready = "Presync the data to the target", "Get ready for the freeze"
+    for result in (fresh, stale):
+        assert all(f"ok: [{host}]" in _play_output(result.output, presync) for host in hosts)
+    assert all(f"ok: [{host}]" in _play_output(result.output, getting_ready) for host in hosts
+               for result in (stale, alone))
+    assert not any(f"[{host}]" in _play_output(fresh.output, getting_ready) for host in hosts)
+    assert not any(f"[{host}]" in _play_output(alone.output, presync) for host in hosts)
     assert stale.recap[source]["ok"] == fresh.recap[source]["ok"] + 1  # a catch-up
-    assert alone.recap[source]["ok"] == fresh.recap[source]["ok"] - 1  # a catch-up, no answer and no copy
+    assert alone.recap[source]["ok"] == fresh.recap[source]["ok"]  # a catch-up, and no copy
 
 
-def test_cutover_does_not_freeze_when_an_office_does_not_answer(lab: LabState) -> None:
-    """The preparation play lets every host go at its own pace (strategy free), which does not stop
-    the playbook when one fails: the freeze must still not start."""
+@pytest.mark.parametrize("with_presync", [False, True], ids=["alone", "with-presync"])
+def test_cutover_does_not_freeze_when_an_office_does_not_answer(lab: LabState, with_presync: bool) -> None:
+    """Every host the freeze needs answers first, in the play that catches up (or, in one job with
+    the presync, in the play that copies); one that does not ends the playbook there
+    (any_errors_fatal): the freeze never starts. The presync's copy still completes."""
     v = system_vars(lab, "credit-publicity")
+    if with_presync:
+        v = {**v, "fjmig_with_presync": True, "fjmig_presync_started": time.time()}
     inventory = lab.paths.state_dir / "inventory-silent.yml"
     data = yaml.safe_load(lab.paths.inventory.read_text())
     # an address of the lab's own block that no namespace has: nothing answers there
@@ -376,8 +380,30 @@ def test_cutover_does_not_freeze_when_an_office_does_not_answer(lab: LabState) -
         result = play(lab, "cutover.yml", {**v, "office_hosts": [f"office-{DEPT}", "office-silent"]},
                       inventory=inventory)
         assert result.rc != 0
-        assert "not frozen, the service still runs on the source: office-silent did not answer" in result.output
+        assert "fatal: [office-silent]: UNREACHABLE!" in result.output
+        assert result.recap["office-silent"]["unreachable"] == 1
+        assert "TASK [Note when the freeze begins]" not in result.output  # ansible names the plays, runs none
         assert service_running(lab, v["source_host"], v["service_key"])
+        assert not service_running(lab, v["target_host"], v["service_key"])
+        assert on_host(lab, f"office-{DEPT}", "cat", "/etc/hosts").stdout == names_before
+        if with_presync:  # the copy went on beside the silent office, and succeeded
+            assert f"changed: [{v['source_host']}]" in _play_output(result.output, "Presync the data to the target")
+            source_dir = lab.paths.srv(v["source_host"]) / v["data_path"].removeprefix("/srv/")
+            assert tree(target_dir(lab, "credit-publicity")) == tree(source_dir)
+    finally:
+        shutil.rmtree(target_dir(lab, "credit-publicity"), ignore_errors=True)  # the catch-up's copy
+
+
+def test_cutover_does_not_switch_when_the_freeze_fails(lab: LabState) -> None:
+    """A failure in the freeze (here the service control program fails on the source) ends the
+    playbook: the target does not start and no office is switched."""
+    v = system_vars(lab, "credit-publicity")
+    names_before = on_host(lab, f"office-{DEPT}", "cat", "/etc/hosts").stdout
+    try:
+        result = play(lab, "cutover.yml", {**v, "fjmig_service_ctl": "/bin/false"})
+        assert result.rc != 0
+        assert result.recap[v["source_host"]]["failed"] == 1
+        assert "TASK [Start the service on its host and point the offices at it]" not in result.output
         assert not service_running(lab, v["target_host"], v["service_key"])
         assert on_host(lab, f"office-{DEPT}", "cat", "/etc/hosts").stdout == names_before
     finally:

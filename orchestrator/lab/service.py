@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3 -IS
 """fjmig-svc: the lab's service control program (docs/EXECUTION.md, `fjmig_service_ctl`).
 
     fjmig-svc start  SYSTEM_KEY --dir DATA_PATH --port PORT   serve DATA_PATH over HTTP on 0.0.0.0:PORT
@@ -8,7 +8,9 @@
 `start` and `stop` print `changed` or `ok` (playbooks use it for `changed_when`). A pid file in
 /root/.fjmig/services/ (per lab host, since each host has its own /root) records the pid and the
 process start time, so a recycled pid is never mistaken for the service and never killed.
-Standard library only: it runs on every lab host with the system python3.
+Standard library only: it runs on every lab host with the system python3, isolated and without
+the site module (`-IS`: no PYTHON* variables, no site-packages; a freeze window runs it twice, and
+a site-packages with .pth files costs ~40 ms a start).
 """
 
 from __future__ import annotations

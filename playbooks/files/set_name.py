@@ -21,7 +21,7 @@ for line in lines:
 if not found:
     result.append(wanted)
 if result != lines and not check:
-    with open(path, "r+", encoding="utf-8") as handle:  # in place: see tasks/names.yml
+    with open(path, "r+", encoding="utf-8") as handle:  # in place: see tasks/switch.yml
         handle.write("\n".join(result) + "\n")
         handle.truncate()
 print("changed" if result != lines else "ok")
