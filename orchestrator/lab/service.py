@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 RUN_DIR = os.environ.get("FJMIG_SVC_DIR", "/root/.fjmig/services")
-KEY_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+KEY_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz")
+KEY_CHARACTERS = KEY_FIRST | frozenset("0123456789-")
 STOPPED = 3
 STOP_TIMEOUT = 5.0
 
@@ -48,7 +49,7 @@ def valid_key(key: str) -> bool:
     re costs ~10 ms of every run)."""
     parts = key.split("__")
     return len(parts) == 2 and all(
-        0 < len(part) <= 41 and part[0].isascii() and part[0].islower() and set(part) <= KEY_CHARACTERS
+        0 < len(part) <= 41 and part[0] in KEY_FIRST and set(part) <= KEY_CHARACTERS
         for part in parts)
 
 
@@ -258,15 +259,14 @@ def _terminate(pid: int, started: str) -> None:
             os.close(pidfd)
 
 
-def start_many(entries: list[dict[str, Any]]) -> dict[str, bool]:
-    """The lab's bulk start (one interpreter per host instead of one per service)."""
-    return {e["key"]: start(e["key"], e["dir"], int(e["port"])) for e in entries}
+def _is_port(text: str) -> bool:
+    return text.isdigit() and 0 < int(text) < 65536
 
 
 def _port(text: str) -> int:
     import argparse
 
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not _is_port(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
     return int(text)
 
@@ -277,7 +277,7 @@ def _plain_command(argv: list[str]) -> tuple[str, str, str | None, int | None] |
     if len(argv) == 2 and argv[0] in ("stop", "status") and valid_key(argv[1]):
         return argv[0], argv[1], None, None
     if (len(argv) == 6 and argv[0] == "start" and valid_key(argv[1]) and argv[2] == "--dir"
-            and argv[4] == "--port" and argv[5].isdigit() and 0 < int(argv[5]) < 65536
+            and argv[4] == "--port" and _is_port(argv[5])
             and not argv[3].startswith("-")):
         return "start", argv[1], argv[3], int(argv[5])
     return None
@@ -313,23 +313,11 @@ def _main_argparse(argv: list[str]) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="fjmig-svc", description="Start, stop or query a lab system's service.")
-    parser.add_argument("action", choices=("start", "stop", "status", "start-many"))
-    parser.add_argument("key", help="SYSTEM_KEY (<dept>__<system>); for start-many, a JSON file of "
-                        "[{key, dir, port}]")
+    parser.add_argument("action", choices=("start", "stop", "status"))
+    parser.add_argument("key", help="SYSTEM_KEY (<dept>__<system>)")
     parser.add_argument("--dir", help="DATA_PATH to serve (start)")
     parser.add_argument("--port", type=_port, help="port to listen on (start)")
     args = parser.parse_args(argv)
-    if args.action == "start-many":
-        try:
-            entries = json.loads(_read(args.key))
-            for entry in entries:
-                if not valid_key(entry["key"]):
-                    raise ServiceError(f"{entry['key']!r} is not a SYSTEM_KEY")
-            start_many(entries)
-        except (ServiceError, OSError, ValueError, KeyError) as exc:
-            print(f"fjmig-svc: error: {exc}", file=sys.stderr)
-            return 1
-        return 0
     if not valid_key(args.key):
         parser.error(f"{args.key!r} is not a SYSTEM_KEY (<dept>__<system>)")
     if args.action == "start" and (args.dir is None or args.port is None):
