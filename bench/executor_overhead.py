@@ -70,10 +70,10 @@ def setup(base: Path, count: int) -> tuple[Path, Path, Path, Path]:
 
 
 def run_fjmig(base: Path, plans_dir: Path, playbooks: Path, inventory: Path, outputs: Path, parallel: int) -> float:
-    from orchestrator.executor import Executor, RunOptions
-    from orchestrator.inventory import load_inventory
+    from orchestrator.execution.executor import Executor, RunOptions
+    from orchestrator.execution.inventory import load_inventory
     from orchestrator.journal import Journal
-    from orchestrator.plan import load_plans
+    from orchestrator.plans.loader import load_plans
 
     plans = load_plans(plans_dir)
     inv = load_inventory(inventory, [outputs])

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.plan import PlanSet
+from orchestrator.plans.loader import PlanSet
 
 from .errors import InfraError
 from .layout import required_prefix

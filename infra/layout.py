@@ -20,8 +20,8 @@ import math
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
-from orchestrator.model import DepartmentPlan, System
-from orchestrator.naming import service_port, target_host
+from orchestrator.plans.model import DepartmentPlan, System
+from orchestrator.plans.naming import service_port, target_host
 
 from .errors import InfraError
 from .settings import Flavor, Segment, Settings

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from orchestrator.findings import Finding
-from orchestrator.model import DepartmentPlan
-from orchestrator.plan import PlansDirectoryError, PlanSet, load_plans
-from orchestrator.policy import STRUCTURAL_RULES
+from orchestrator.plans.findings import Finding
+from orchestrator.plans.loader import PlansDirectoryError, PlanSet, load_plans
+from orchestrator.plans.model import DepartmentPlan
+from orchestrator.plans.rules import STRUCTURAL_RULES
 
 from .errors import InfraError
 

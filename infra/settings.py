@@ -12,7 +12,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from pathlib import Path
 from typing import Any
 
-from orchestrator.model import CITIES
+from orchestrator.plans.model import CITIES
 
 from .errors import InfraError
 

@@ -17,12 +17,12 @@ from .cli.common import UserError, console
 
 def run_demo(args: argparse.Namespace) -> int:
     from .cli.run_cmds import _exit_status, _load_valid_plans, _print_summary, cmd_status, execute
-    from .executor import RunOptions
-    from .graph import build_graph
-    from .inventory import load_inventory
+    from .execution.executor import RunOptions
+    from .execution.inventory import load_inventory
     from .journal import Journal
     from .lab import LabError, lab_down, lab_up
     from .lab.state import LabPaths
+    from .plans.steps import build_graph
 
     out = console()
     plans = _load_valid_plans(args.plans)

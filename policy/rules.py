@@ -19,7 +19,7 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel, PolicyConfigSchema, ResourceValidationArgs, ResourceValidationPolicy
 
-from orchestrator.plan import PlansDirectoryError, load_plans
+from orchestrator.plans.loader import PlansDirectoryError, load_plans
 
 ReportViolation = Callable[..., None]
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from orchestrator.plan import PlanSet, load_plans
-from orchestrator.policy import Options, Validation, validate
-from orchestrator.schedule import DurationModel
+from orchestrator.plans.loader import PlanSet, load_plans
+from orchestrator.plans.rules import Options, Validation, validate
+from orchestrator.plans.schedule import DurationModel
 
 START = date(2017, 11, 7)
 INFRA: dict[str, Any] = {

@@ -59,8 +59,8 @@ def run(lab: Path, journal: Path, *extra: str, plans: Path = MINI) -> subprocess
 
 
 def approve_all(journal: Path, plans: Path = MINI) -> None:
-    from orchestrator.graph import build_graph
-    from orchestrator.plan import load_plans
+    from orchestrator.plans.loader import load_plans
+    from orchestrator.plans.steps import build_graph
 
     with Journal.open(journal) as j:
         for step in build_graph(load_plans(plans)).steps.values():
@@ -127,7 +127,7 @@ def test_full_migration_of_the_shipped_plans(tmp_path: Path) -> None:
         out = outputs(lab)
         for gid in out["targets"]:
             assert_moved(lab, gid)
-        from orchestrator.plan import load_plans
+        from orchestrator.plans.loader import load_plans
 
         plans = load_plans(PLANS)
         for gid, (_plan, system) in plans.systems.items():

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from conftest import processes
 
-from orchestrator.jobs import Job
-from orchestrator.runner import RunnerConfig, new_control_dir, playbook_server, reap_orphans, run_job
+from orchestrator.execution.jobs import Job
+from orchestrator.execution.runner import RunnerConfig, new_control_dir, playbook_server, reap_orphans, run_job
 
 PLAYBOOKS = {
     "write.yml": [{
@@ -139,8 +139,8 @@ PARENT = """
 import sys, threading, time
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from orchestrator.jobs import Job
-from orchestrator.runner import RunnerConfig, playbook_server, run_job
+from orchestrator.execution.jobs import Job
+from orchestrator.execution.runner import RunnerConfig, playbook_server, run_job
 config = RunnerConfig(inventory=Path({inventory!r}), playbooks_dir=Path({playbooks!r}), work_dir=Path({work!r}),
                       control_dir=Path({control!r}))
 server = playbook_server(config).__enter__()

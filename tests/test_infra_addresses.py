@@ -21,7 +21,7 @@ from infra.addresses import (
 from infra.errors import InfraError
 from infra.mockrun import run_shipped_stack, run_stack
 from infra.settings import Settings, parse_settings
-from orchestrator.plan import load_plans
+from orchestrator.plans.loader import load_plans
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDRESSES = ROOT / "infra" / "addresses.yaml"

@@ -18,8 +18,8 @@ import yaml
 
 from infra.addresses import load_allocations, stack_config
 from infra.mockrun import MockRun, Registered, run_shipped_stack, shipped_stacks
-from orchestrator.model import DepartmentPlan
-from orchestrator.plan import load_plans
+from orchestrator.plans.loader import load_plans
+from orchestrator.plans.model import DepartmentPlan
 
 T = {
     "project": "openstack:identity/project:Project",

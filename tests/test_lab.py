@@ -24,7 +24,7 @@ from orchestrator.lab import LabError, LabState, lab_check, lab_down, lab_status
 from orchestrator.lab import netns as lab_netns
 from orchestrator.lab.check import check_host
 from orchestrator.lab.seed import verify
-from orchestrator.plan import load_plans
+from orchestrator.plans.loader import load_plans
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANS = ROOT / "migration_plans"

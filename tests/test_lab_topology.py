@@ -24,7 +24,7 @@ from orchestrator.lab.topology import (
     lab_block,
     to_dict,
 )
-from orchestrator.plan import load_plans
+from orchestrator.plans.loader import load_plans
 
 PLANS = Path(__file__).resolve().parent.parent / "migration_plans"
 

@@ -9,9 +9,9 @@ import networkx as nx
 import pytest
 from plan_factory import department, system, unique_hosts, write_plans
 
-from orchestrator.graph import StepGraph, build_graph, policy_deadline, system_steps
-from orchestrator.model import DepartmentPlan
-from orchestrator.plan import load_plans
+from orchestrator.plans.loader import load_plans
+from orchestrator.plans.model import DepartmentPlan
+from orchestrator.plans.steps import StepGraph, build_graph, policy_deadline, system_steps
 
 
 def graph_of(tmp_path: Path, *plans: dict, **kw: object) -> StepGraph:

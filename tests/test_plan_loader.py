@@ -10,7 +10,7 @@ import pytest
 import yaml
 from plan_factory import START, check, department, dump, write_plans
 
-from orchestrator.plan import PlanLoader, PlansDirectoryError, load_plans
+from orchestrator.plans.loader import PlanLoader, PlansDirectoryError, load_plans
 
 # Line numbers are in the comments on the right: the tests below assert them exactly.
 HAND_WRITTEN = """\

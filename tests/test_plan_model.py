@@ -10,7 +10,7 @@ import pytest
 from plan_factory import department, system
 from pydantic import ValidationError
 
-from orchestrator.model import (
+from orchestrator.plans.model import (
     MAX_SIZE_GB,
     Cutover,
     Data,

@@ -15,12 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from plan_factory import INFRA, START, dump, write_plans
 
-from orchestrator.graph import build_graph
-from orchestrator.model import CITIES, THEMES
-from orchestrator.plan import load_plans
-from orchestrator.policy import Options, validate
-from orchestrator.render import FORMATS, render
-from orchestrator.schedule import DurationModel
+from orchestrator.plans.loader import load_plans
+from orchestrator.plans.model import CITIES, THEMES
+from orchestrator.plans.render import FORMATS, render
+from orchestrator.plans.rules import Options, validate
+from orchestrator.plans.schedule import DurationModel
+from orchestrator.plans.steps import build_graph
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

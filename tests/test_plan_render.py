@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.graph import build_graph
-from orchestrator.plan import load_plans
-from orchestrator.render import FORMATS, render, to_json_data
-from orchestrator.schedule import Schedule, schedule
+from orchestrator.plans.loader import load_plans
+from orchestrator.plans.render import FORMATS, render, to_json_data
+from orchestrator.plans.schedule import Schedule, schedule
+from orchestrator.plans.steps import build_graph
 
 PLANS = Path(__file__).resolve().parent.parent / "migration_plans"
 
@@ -71,7 +71,7 @@ def test_mermaid_gantt_has_a_line_per_step(sched: Schedule) -> None:
 
 
 def test_mermaid_ids_do_not_collide() -> None:
-    from orchestrator.render import _mermaid_id
+    from orchestrator.plans.render import _mermaid_id
 
     assert _mermaid_id("ab-c/de:presync") != _mermaid_id("ab/c-de:presync")
     assert _mermaid_id("ab--c/de:x") != _mermaid_id("ab/-c/de:x")

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from plan_factory import check, department, system, write_plans
 
-from orchestrator.graph import TRANSFER_KINDS, build_graph
-from orchestrator.plan import load_plans
-from orchestrator.schedule import CST, DurationModel, Schedule, origin_for, schedule
+from orchestrator.plans.loader import load_plans
+from orchestrator.plans.schedule import CST, DurationModel, Schedule, origin_for, schedule
+from orchestrator.plans.steps import TRANSFER_KINDS, build_graph
 
 START = date(2017, 11, 7)
 P = "fj-test/"

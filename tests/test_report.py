@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import journal as journal_module
 from orchestrator.cli import main
-from orchestrator.graph import build_graph
 from orchestrator.journal import Journal
-from orchestrator.plan import load_plans
-from orchestrator.policy import Options, validate
-from orchestrator.report import Report, build_report, load_progress
-from orchestrator.report_html import render_html
-from orchestrator.report_render import render_markdown
-from orchestrator.schedule import CST
+from orchestrator.journal import records as journal_records
+from orchestrator.plans.loader import load_plans
+from orchestrator.plans.rules import Options, validate
+from orchestrator.plans.schedule import CST
+from orchestrator.plans.steps import build_graph
+from orchestrator.review.report import Report, build_report, load_progress
+from orchestrator.review.report_html import render_html
+from orchestrator.review.report_render import render_markdown
 
 PLANS = Path(__file__).resolve().parent.parent / "migration_plans"
 
@@ -152,7 +152,7 @@ class Clock:
 def write_journal(path: Path, plans_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A journal as the executor would leave it, written through the journal's API at chosen times."""
     clock = Clock()
-    monkeypatch.setattr(journal_module, "now", clock)
+    monkeypatch.setattr(journal_records, "now", clock)
     steps = build_graph(load_plans(plans_dir)).steps
     with Journal.open(path) as journal:
         run = journal.start_run("tester", {"plans": str(plans_dir)})

@@ -53,7 +53,7 @@ def gc_paused() -> Iterator[None]:
 
 
 def today_cst() -> date:
-    from ..schedule import CST
+    from ..plans.schedule import CST
 
     return datetime.now(CST).date()
 

@@ -84,7 +84,7 @@ def _lab_error(exc: Exception) -> UserError:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from ..lab import LabError, lab_up
-    from ..plan import PlansDirectoryError, load_plans
+    from ..plans.loader import PlansDirectoryError, load_plans
 
     try:
         plans = load_plans(args.plans)

@@ -66,9 +66,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 def load_and_validate(args: argparse.Namespace) -> Any:
     """Load plans and run every rule; shared by validate, plan and later commands."""
-    from ..plan import PlansDirectoryError, load_plans
-    from ..policy import Options, validate
-    from ..schedule import DurationModel
+    from ..plans.loader import PlansDirectoryError, load_plans
+    from ..plans.rules import Options, validate
+    from ..plans.schedule import DurationModel
 
     try:
         plans = load_plans(args.plans)
@@ -119,7 +119,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from ..render import render
+    from ..plans.render import render
 
     with gc_paused():
         plans, result = load_and_validate(args)
@@ -137,7 +137,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from ..model import json_schemas
+    from ..plans.model import json_schemas
 
     texts = {name: json.dumps(schema, ensure_ascii=False, indent=2) + "\n"
              for name, schema in json_schemas().items()}

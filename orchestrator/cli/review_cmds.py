@@ -34,8 +34,8 @@ def _schedule_options(parser: argparse.ArgumentParser,
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from ..policy import Options
-    from ..schedule import DurationModel
+    from ..plans.rules import Options
+    from ..plans.schedule import DurationModel
 
     return Options(start=args.start or today_cst(),
                    model=DurationModel(bandwidth_gbit=args.bandwidth, parallel=args.parallel),
@@ -81,8 +81,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def _side(directory: Path, label: str, display: str, options: Any) -> Any:
-    from ..diff import load_side
-    from ..plan import PlansDirectoryError
+    from ..plans.loader import PlansDirectoryError
+    from ..review.diff import load_side
 
     try:
         return load_side(directory, label, display, options)
@@ -91,7 +91,7 @@ def _side(directory: Path, label: str, display: str, options: Any) -> Any:
 
 
 def _diff_directories(args: argparse.Namespace, options: Any) -> Any:
-    from ..diff import compare
+    from ..review.diff import compare
 
     if args.head is None or not os.path.isdir(args.head):
         raise UsageError(f"{args.base} is a directory: give the other side as a directory too")
@@ -101,8 +101,8 @@ def _diff_directories(args: argparse.Namespace, options: Any) -> Any:
 
 
 def _diff_revisions(args: argparse.Namespace, options: Any) -> Any:
-    from ..diff import compare
-    from ..gitrev import GitError, extract_plans, plans_path_in_repo, repo_root, resolve_revision
+    from ..review.diff import compare
+    from ..review.gitrev import GitError, extract_plans, plans_path_in_repo, repo_root, resolve_revision
 
     cwd = Path.cwd()
     try:
@@ -127,8 +127,8 @@ def _diff_revisions(args: argparse.Namespace, options: Any) -> Any:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from ..diff import fails
-    from ..diff_markdown import render_json, render_markdown
+    from ..review.diff import fails
+    from ..review.diff_render import render_json, render_markdown
 
     options = _options(args)
     if os.path.isdir(args.base) and (args.head is None or os.path.isdir(args.head)):
@@ -141,10 +141,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..plan import PlansDirectoryError, load_plans
-    from ..policy import validate
-    from ..report import JournalError, build_report, load_progress
-    from ..report_render import render
+    from ..journal import JournalError
+    from ..plans.loader import PlansDirectoryError, load_plans
+    from ..plans.rules import validate
+    from ..review.report import build_report, load_progress
+    from ..review.report_render import render
 
     try:
         plans = load_plans(args.plans)

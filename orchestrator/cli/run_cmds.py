@@ -110,8 +110,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def _load_valid_plans(plans_dir: str) -> Any:
-    from ..plan import PlansDirectoryError, load_plans
-    from ..policy import STRUCTURAL_RULES
+    from ..plans.loader import PlansDirectoryError, load_plans
+    from ..plans.rules import STRUCTURAL_RULES
 
     try:
         plans = load_plans(plans_dir)
@@ -129,7 +129,7 @@ def _load_valid_plans(plans_dir: str) -> Any:
 
 
 def _inventory(args: argparse.Namespace) -> Any:
-    from ..inventory import InventoryError, load_inventory
+    from ..execution.inventory import InventoryError, load_inventory
     from ..lab.state import LabPaths
 
     if args.lab:
@@ -251,7 +251,7 @@ def _size(count: int) -> str:
 
 def execute(plans: Any, inventory: Any, journal_path: Path, options: Any, fmt: str) -> Any:
     """Lock the journal, run the executor with progress, handle Ctrl-C; returns the summary."""
-    from ..executor import Executor
+    from ..execution.executor import Executor
     from ..journal import JournalLocked
 
     journal = _open_journal(journal_path)
@@ -288,7 +288,7 @@ def _exit_status(summary: Any) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..executor import RunOptions
+    from ..execution.executor import RunOptions
 
     plans = _load_valid_plans(args.plans)
     for pattern in args.only:
@@ -321,7 +321,7 @@ def _print_summary(summary: Any) -> None:
 def status_data(plans: Any, records: dict[str, Any], approvals: dict[str, Any]) -> dict[str, Any]:
     """Per department: done/total, running, held, failed (with reasons), and the downtime of each
     finished cutover (seconds from the freeze to the switch, as the cutover playbook measured it)."""
-    from ..graph import build_graph
+    from ..plans.steps import build_graph
 
     graph = build_graph(plans)
     out: dict[str, Any] = {}
@@ -407,7 +407,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from ..executor import RollbackError, rollback_system
+    from ..execution.executor import RollbackError, rollback_system
     from ..journal import JournalLocked
 
     plans = _load_valid_plans(args.plans)

@@ -22,7 +22,7 @@ from .state import LabError, LabPaths, LabState, check_state_dir, holder, live_e
 from .topology import TopologyError, build_topology, from_dict, to_dict
 
 if TYPE_CHECKING:  # the plan model and paramiko are slow to import; `fjmig` starts faster without them
-    from ..plan import PlanSet
+    from ..plans.loader import PlanSet
     from .check import HostCheck
 
 __all__ = [
@@ -223,7 +223,7 @@ def running_lab(plans_dir: str | Path, state_dir: str | Path, name: str, index: 
                 scale: float = DEFAULT_SCALE_MB_PER_GB) -> Iterator[LabState]:
     """A lab for the duration of a `with` block (tests, benchmarks): taken down on the way out, even
     on failure; if the process is killed instead, the next lab of this name removes it."""
-    from ..plan import load_plans
+    from ..plans.loader import load_plans
 
     plans = load_plans(plans_dir)
     try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import FjmigError
 from . import netns, sshd
 from .topology import Topology
 
@@ -21,7 +22,7 @@ FORBIDDEN_STATE_ROOTS = (Path("/root"), Path("/srv"), Path("/run"), Path("/etc")
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+-]{1,200}$")
 
 
-class LabError(Exception):
+class LabError(FjmigError):
     """The lab cannot be built, found or removed; the message says why and what to do."""
 
 

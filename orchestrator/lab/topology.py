@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
-from ..naming import service_key, service_name, service_port, target_host
+from ..errors import FjmigError
+from ..plans.naming import service_key, service_name, service_port, target_host
 
 if TYPE_CHECKING:
-    from ..model import DepartmentPlan, System
-    from ..plan import PlanSet
+    from ..plans.loader import PlanSet
+    from ..plans.model import DepartmentPlan, System
 
 LAB_SPACE = IPv4Network("198.18.0.0/15")
 LAB_NAME_PATTERN = r"^[a-z][a-z0-9]{0,7}$"
@@ -29,7 +30,7 @@ HOSTNAME_MAX = 64
 ROLES = ("source", "target", "archive", "office", "platform")
 
 
-class TopologyError(Exception):
+class TopologyError(FjmigError):
     """The plans cannot be turned into a lab (a name clash, a data path outside /srv, ...)."""
 
 

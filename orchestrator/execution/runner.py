@@ -5,7 +5,7 @@
 - `env/settings` is written as a file (runner drops `settings=` without it).
 - The job dir holds runner's `command` artifact (the full environment) and the extra vars:
   it is deleted after the job; only the playbook's stdout is kept as the step's log.
-- The playbook runs in a child of the run's playbook server (forkserver.py) when there is one.
+- The playbook runs in a child of the run's playbook server (playbook_server.py) when there is one.
 - Cancel kills the playbook's process tree (the server does it when runner kills the wrapper),
   then cancel.yml stops what the job started on its hosts (tagged with its fjmig_job_token);
   SSH ControlPersist masters are closed explicitly.
@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .forkserver import SERVER_FLAG, PlaybookServer, kill_tree
 from .jobs import Job
+from .playbook_server import SERVER_FLAG, PlaybookServer, kill_tree
 
 TRANSFERRED = re.compile(r"^Total transferred file size: ([\d,.]+) bytes", re.MULTILINE)
-PLAYBOOKS_DIR = Path(__file__).resolve().parent.parent / "playbooks"
+PLAYBOOKS_DIR = Path(__file__).resolve().parents[2] / "playbooks"
 PRESYNC_PLAY = "Presync the data to the target"
 """The play of cutover.yml that copies the data first when a presync and its cutover run as one job
 (fjmig_with_presync): its copy succeeding on the source host is the presync done."""
@@ -66,7 +66,7 @@ class RunnerConfig:
     control_dir: Path | None = None
     """Shared by a run's jobs so SSH connections persist between steps; closed at the end."""
     playbook_server: str | None = None
-    """Socket of the run's playbook server (forkserver.py); None: every job execs ansible-playbook."""
+    """Socket of the run's playbook server (playbook_server.py); None: every job execs ansible-playbook."""
     job_tag: str | None = None
     """The journal's identity: jobs get fjmig_job_token = job_token(job_tag, step) (see cancel.yml)."""
 
@@ -90,10 +90,10 @@ def _envvars(control_dir: Path, config: RunnerConfig) -> dict[str, str]:
 
 WRAPPER = """#!{python} -IS
 # fjmig: records the playbook's process group (so that a later run can reap it if fjmig dies) and
-# runs ansible-playbook through the run's playbook server, or execs it (orchestrator/forkclient.py).
+# runs ansible-playbook through the run's playbook server, or execs it (orchestrator/execution/playbook_client.py).
 import sys
 sys.path.insert(0, {root!r})
-from orchestrator.forkclient import client_main
+from orchestrator.execution.playbook_client import client_main
 sys.exit(client_main(sys.argv[1:]))
 """
 
@@ -106,7 +106,7 @@ def playbook_wrapper(work_dir: Path) -> Path:
     with _WRAPPER_LOCK:
         work_dir.mkdir(parents=True, exist_ok=True)
         path = work_dir / "ansible-playbook-wrapper"
-        text = WRAPPER.format(python=sys.executable, root=str(Path(__file__).resolve().parent.parent))
+        text = WRAPPER.format(python=sys.executable, root=str(Path(__file__).resolve().parents[2]))
         if not path.exists() or path.read_text() != text:
             tmp = path.with_suffix(f".tmp{os.getpid()}")
             tmp.write_text(text)
@@ -169,7 +169,7 @@ def close_control_masters(control_dir: Path) -> None:
 
 def playbook_server(config: RunnerConfig) -> PlaybookServer:
     """The run's playbook server, started with the environment ansible-runner gives its jobs (so
-    that ansible's configuration is the same; forkserver.py checks it per job)."""
+    that ansible's configuration is the same; playbook_server.py checks it per job)."""
     from ansible_runner.config.runner import RunnerConfig as AnsibleRunnerConfig
 
     if config.control_dir is None:

@@ -16,10 +16,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from .findings import Finding
-from .plan import PlanSet, load_plans
-from .policy import Options, Validation, validate
-from .schedule import Schedule, origin_for
+from ..plans.findings import Finding
+from ..plans.loader import PlanSet, load_plans
+from ..plans.rules import Options, Validation, validate
+from ..plans.schedule import Schedule, origin_for
 
 EntityKind = Literal["department", "system", "network", "milestone"]
 ChangeKind = Literal["added", "removed", "changed"]

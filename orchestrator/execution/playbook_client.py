@@ -1,8 +1,8 @@
-"""The wrapper's side of the playbook server (forkserver.py): its wire protocol and `client_main`.
+"""The wrapper's side of the playbook server (playbook_server.py): its wire protocol and `client_main`.
 
 ansible-runner starts the wrapper (runner.WRAPPER) once per job, with `python -I -S`, so every
 import here is paid by every step: this module imports only what the wire needs (measured: 30 ms,
-against 87 ms for importing forkserver.py with its server's imports, out of a no-op step's ~0.6 s).
+against 87 ms for importing playbook_server.py with its server's imports, out of a no-op step's ~0.6 s).
 A message is a 4-byte big-endian length and a JSON object; the wrapper's first message carries
 its terminal's file descriptors (SCM_RIGHTS).
 """

@@ -13,10 +13,10 @@ from datetime import date
 import networkx as nx
 
 from .findings import Finding
-from .graph import build_graph, system_dependency_graph
+from .loader import PlanSet
 from .model import CENSUS_FIELDS, CITIES
-from .plan import PlanSet
 from .schedule import DurationModel, Schedule, origin_for, schedule
+from .steps import build_graph, system_dependency_graph
 
 RULES: dict[str, str] = {
     "schema": "a missing required field, a wrong type or value, an id that breaks the pattern, "

@@ -11,11 +11,13 @@ import os
 import subprocess
 from pathlib import Path, PurePosixPath
 
+from ..errors import FjmigError
+
 PLAN_SUFFIXES = (".yaml", ".yml", ".json")
 MAX_BLOB_BYTES = 8 * 1024 * 1024
 
 
-class GitError(Exception):
+class GitError(FjmigError):
     """Not a git repository, an unknown revision, or git itself failed."""
 
 

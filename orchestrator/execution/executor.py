@@ -22,11 +22,12 @@ from typing import Any
 
 import networkx as nx
 
-from .graph import Step, StepGraph, build_graph
+from ..errors import FjmigError
+from ..journal import Journal, operator_name
+from ..plans.loader import PlanSet
+from ..plans.steps import Step, StepGraph, build_graph
 from .inventory import Inventory
 from .jobs import Job, JobError, build_job
-from .journal import Journal, operator_name
-from .plan import PlanSet
 from .runner import (
     JobResult,
     RunnerConfig,
@@ -57,7 +58,7 @@ class RunOptions:
     work_dir: Path = Path(".fjmig/jobs")
     playbooks_dir: Path | None = None
     playbook_server: bool = True
-    """Run jobs through a warm ansible-playbook (forkserver.py); False: each job starts its own."""
+    """Run jobs through a warm ansible-playbook (playbook_server.py); False: each job starts its own."""
     enforce_windows: bool = True
     """A cutover whose plan gives a window is held, not run, outside it. The lab is a rehearsal:
     the CLI turns this off for --lab (and for --ignore-windows)."""
@@ -438,7 +439,7 @@ class Executor:
             self._emit("step-finished", step_id, state="failed", message=message)
 
 
-class RollbackError(Exception):
+class RollbackError(FjmigError):
     """A rollback that must not run (verify passed, nothing to roll back)."""
 
 

@@ -12,8 +12,8 @@ from typing import Literal
 
 import networkx as nx
 
+from .loader import PlanSet
 from .model import DepartmentPlan, System
-from .plan import PlanSet
 
 StepKind = Literal[
     "presync", "cutover", "verify", "share", "decommission", "retire", "close", "milestone"

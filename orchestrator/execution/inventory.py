@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import FjmigError
 
-class InventoryError(Exception):
+
+class InventoryError(FjmigError):
     """The inventory or outputs cannot be read; the message says which file and why."""
 
 

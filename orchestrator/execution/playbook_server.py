@@ -8,7 +8,7 @@ environment and working directory, and forks a child per job that runs ansible-c
 `ansible-playbook` entry point (`ansible.cli.playbook.main`), so the playbook still runs
 unchanged, under ansible-runner, with runner's callback and events.
 
-The link is the `binary` ansible-runner starts (runner.WRAPPER, forkclient.py): it hands the server its
+The link is the `binary` ansible-runner starts (runner.WRAPPER, playbook_client.py): it hands the server its
 argv, environment, working directory and terminal (stdin/stdout/stderr, passed as file
 descriptors over a unix socket), waits for the exit status and exits with it. If the wrapper
 dies (runner cancels a job by killing its process group), the server kills the child's process
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .forkclient import recv, send
+from .playbook_client import recv, send
 
 SERVER_FLAG = "--fjmig-playbook-server"
 """In the server's argv, so that orphan reaping recognises its children (runner._is_ansible_group)."""
@@ -351,8 +351,8 @@ class PlaybookServer:
         self.dir = Path(tempfile.mkdtemp(prefix="fjps-", dir="/tmp"))  # short: a socket path is <108 bytes
         self.path = str(self.dir / "s")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.forkserver", SERVER_FLAG, self.path],
-            cwd=self.cwd, env={**self.env, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+            [sys.executable, "-m", "orchestrator.execution.playbook_server", SERVER_FLAG, self.path],
+            cwd=self.cwd, env={**self.env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C on the terminal reaches fjmig, which cancels jobs
         )
@@ -407,5 +407,5 @@ if __name__ == "__main__":
         serve(sys.argv[2])
         _exit_now()
     else:
-        sys.stderr.write(f"usage: python -m orchestrator.forkserver {SERVER_FLAG} SOCKET\n")
+        sys.stderr.write(f"usage: python -m orchestrator.execution.playbook_server {SERVER_FLAG} SOCKET\n")
         sys.exit(2)

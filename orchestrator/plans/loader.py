@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from ..errors import FjmigError
 from .findings import Finding, YamlPath
 from .model import ID_PATTERN, DepartmentPlan, InfraPlan, Milestone, System
 
@@ -129,7 +130,7 @@ INFRA_FILE_NAMES = ("infra.yaml", "infra.yml")
 _ALIAS = re.compile(r"(?<![\w\"'])\*[^\s,\[\]{}]+")
 
 
-class PlansDirectoryError(Exception):
+class PlansDirectoryError(FjmigError):
     """The plans directory itself is unusable (a usage error, exit status 2)."""
 
 

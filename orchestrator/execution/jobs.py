@@ -9,14 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .graph import Step, system_steps
+from ..errors import FjmigError
+from ..plans.loader import PlanSet
+from ..plans.model import DepartmentPlan, System
+from ..plans.naming import service_key, service_name, service_port
+from ..plans.steps import Step, system_steps
 from .inventory import Inventory
-from .model import DepartmentPlan, System
-from .naming import service_key, service_name, service_port
-from .plan import PlanSet
 
 
-class JobError(Exception):
+class JobError(FjmigError):
     """A step cannot be turned into a job (e.g. its target is not in the outputs)."""
 
 

@@ -26,11 +26,11 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from .graph import StepGraph, policy_deadline, step_id
-from .model import CENSUS_FIELDS, THEMES, DepartmentPlan, System
-from .plan import PlanSet
-from .policy import Validation
-from .schedule import CST, Schedule, schedule
+from ..plans.loader import PlanSet
+from ..plans.model import CENSUS_FIELDS, THEMES, DepartmentPlan, System
+from ..plans.rules import Validation
+from ..plans.schedule import CST, Schedule, schedule
+from ..plans.steps import StepGraph, policy_deadline, step_id
 
 AT_RISK_DAYS = 7
 SHARE_TARGET = 0.60
@@ -67,10 +67,6 @@ EXCLUSION_REASONS: dict[str, str] = {
 }
 
 
-class JournalError(Exception):
-    """The journal cannot be read."""
-
-
 @dataclass
 class Progress:
     """What the journal says: step id -> state, and the day (+08:00) a succeeded step finished."""
@@ -96,15 +92,12 @@ def progress_from_records(records: dict[str, Any], source: str) -> Progress:
 
 def load_progress(path: str | Path) -> Progress:
     """Read a journal without writing to it."""
-    from . import journal
+    from ..journal import Journal, JournalError
 
     if not Path(path).is_file():
         raise JournalError(f"{path}: no such journal")
-    try:
-        with journal.Journal.open(path, readonly=True) as opened:
-            records = opened.step_records()
-    except journal.JournalError as exc:
-        raise JournalError(str(exc)) from None
+    with Journal.open(path, readonly=True) as opened:
+        records = opened.step_records()
     return progress_from_records(records, str(path))
 
 

@@ -25,7 +25,7 @@ from datetime import date, datetime, time, timedelta, timezone
 
 import networkx as nx
 
-from .graph import TRANSFER_KINDS, Step, StepGraph
+from .steps import TRANSFER_KINDS, Step, StepGraph
 
 CST = timezone(timedelta(hours=8), "CST")
 INF = float("inf")
