@@ -9,38 +9,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from orchestrator.plans.findings import Finding
-from orchestrator.plans.loader import PlansDirectoryError, PlanSet, load_plans
+from orchestrator.plans.loader import PlansDirectoryError, PlanSet
 from orchestrator.plans.model import DepartmentPlan
-from orchestrator.plans.rules import STRUCTURAL_RULES
+from orchestrator.plans.valid import InvalidPlansError, listing, load_valid
 
 from .errors import InfraError
 
-MAX_LISTED = 20
-
 
 def load_checked(root: Path) -> PlanSet:
-    """Load and structurally validate the plans; raise InfraError listing every error finding."""
+    """The plans as `fjmig` gates them (plans/valid.py), or InfraError listing every error finding."""
     try:
-        plans = load_plans(root)
+        return load_valid(root)
     except PlansDirectoryError as exc:
         raise InfraError(f"{exc} (config digital-fujian:plans)") from None
-    findings: list[Finding] = list(plans.findings)
-    if not plans.findings:  # rules need a loadable plan set
-        for rule in STRUCTURAL_RULES:
-            findings.extend(rule(plans))
-    errors = [f for f in plans.resolve_lines(findings) if f.severity == "error"]
-    if errors:
-        raise InfraError(_summary(errors))
-    return plans
-
-
-def _summary(errors: Iterable[Finding]) -> str:
-    items = sorted(errors, key=lambda f: (f.file, f.line or 1, f.rule))
-    lines = [f.format() for f in items[:MAX_LISTED]]
-    if len(items) > MAX_LISTED:
-        lines.append(f"... and {len(items) - MAX_LISTED} more")
-    return "the migration plans are invalid; nothing is built until `fjmig validate` passes:\n" + "\n".join(lines)
+    except InvalidPlansError as exc:
+        raise InfraError("the migration plans are invalid; nothing is built until `fjmig validate` passes:\n"
+                         + listing(exc.errors)) from None
 
 
 def in_scope(plan: DepartmentPlan, scope: str) -> bool:

@@ -1,84 +1,86 @@
-"""`fjmig demo`: the main job on the built-in lab, end to end.
+"""The main job on the built-in lab, end to end (`fjmig demo`).
 
-Lab up from the plans, approve every gated cutover (as operator `demo`), run every step, print
-the status and write the report, then lab down (even after a failure or Ctrl-C) unless --keep.
+Lab up from the plans, approve every gated cutover (as operator `demo`), run every step, write the
+compliance report, then lab down (even after a failure or Ctrl-C) unless asked to keep it.
 """
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .cli.common import UserError, console
+from .errors import FjmigError
+from .execution import session
+from .execution.executor import Event, RunSummary
+from .journal import Journal
+from .plans.steps import build_graph
+from .plans.valid import load_valid
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    from .cli.run_cmds import _exit_status, _load_valid_plans, _print_summary, cmd_status, execute
-    from .execution.executor import RunOptions
-    from .execution.inventory import load_inventory
-    from .journal import Journal
-    from .lab import LabError, lab_down, lab_up
-    from .lab.state import LabPaths
-    from .plans.steps import build_graph
+@dataclass
+class DemoResult:
+    summary: RunSummary
+    status: dict[str, Any]
+    journal: Path
+    report: Path
+    seconds: float
 
-    out = console()
-    plans = _load_valid_plans(args.plans)
-    state: Path = args.state_dir
-    lab_dir, journal_path = _lab_dir(state), state / "journal.db"
+
+def run_demo(plans_dir: str, state: Path, *, keep: bool = False, parallel: int = 4, scale: float | None = None,
+             on_event: Callable[[Event], None] = lambda e: None, say: Callable[[str], None] = lambda text: None,
+             on_stopping: Callable[[], None] = lambda: None) -> DemoResult:
+    """Migrate PLANS_DIR's plans on a lab of their own, with the journal and report in STATE."""
+    from .lab import lab_down, lab_up
+
+    plans = load_valid(plans_dir)
+    lab_dir, journal_path = lab_dir_for(state), state / "journal.db"
+    _clear(state, journal_path)
+    started = time.monotonic()
+    say(f"lab up: {len(plans.departments)} departments from {plans_dir} ...")
+    lab_kwargs: dict[str, Any] = {"held": not keep}  # a killed demo's lab is removed by the next one
+    if scale is not None:
+        lab_kwargs["scale_mb_per_gb"] = scale
+    lab_up(plans, lab_dir, **lab_kwargs)
+    try:
+        say(f"lab up in {time.monotonic() - started:.1f} s; state in {lab_dir}")
+        with Journal.open(journal_path) as journal:
+            for step in build_graph(plans).steps.values():
+                if step.approval:
+                    journal.approve(step.id, "demo")
+        options = session.options_for(journal_path, parallel=parallel, operator="demo",
+                                      enforce_windows=False)  # the lab is a rehearsal
+        summary = session.run(plans, session.lab_targets(lab_dir), journal_path, options, on_event, on_stopping)
+        report = write_report(plans, journal_path, state / "report.html")
+        return DemoResult(summary, session.status(plans, journal_path), journal_path, report,
+                          time.monotonic() - started)
+    finally:
+        if keep:
+            say(f"lab kept: fjmig lab status --state-dir {lab_dir}; fjmig lab down --state-dir {lab_dir}")
+        else:
+            try:
+                lab_down(lab_dir)
+                say("lab down")
+            except Exception as exc:  # never hide the run's own outcome behind a cleanup error
+                raise FjmigError(f"lab down failed: {exc}; run 'fjmig lab down --state-dir {lab_dir}'") from exc
+
+
+def _clear(state: Path, journal_path: Path) -> None:
+    """A demo starts from nothing: the previous demo's journal, logs and job dirs go."""
     for stale in (journal_path, journal_path.with_name("journal.db-wal"), journal_path.with_name("journal.db-shm"),
-                  state / "logs", state / "jobs"):
+                  session.logs_dir(journal_path), session.jobs_dir(journal_path).parent):
         if stale.is_dir():
             shutil.rmtree(stale)
         elif stale.exists():
             stale.unlink()
     state.mkdir(parents=True, exist_ok=True)
 
-    started = time.monotonic()
-    out.print(f"lab up: {len(plans.departments)} departments from {args.plans} ...", markup=False)
-    lab_kwargs: dict[str, Any] = {"held": not args.keep}  # a killed demo's lab is removed by the next one
-    if args.scale is not None:
-        lab_kwargs["scale_mb_per_gb"] = args.scale
-    try:
-        lab_up(plans, lab_dir, **lab_kwargs)
-    except LabError as exc:
-        raise UserError(str(exc)) from None
-    try:
-        out.print(f"lab up in {time.monotonic() - started:.1f} s; state in {lab_dir}", markup=False)
-        graph = build_graph(plans)
-        with Journal.open(journal_path) as journal:
-            for step in graph.steps.values():
-                if step.approval:
-                    journal.approve(step.id, "demo")
-        lab_paths = LabPaths(lab_dir)
-        inventory = load_inventory(lab_paths.inventory, [lab_paths.outputs])
-        options = RunOptions(parallel=args.parallel, operator="demo", log_dir=state / "logs", work_dir=state / "jobs",
-                             enforce_windows=False)  # the lab is a rehearsal
-        summary = execute(plans, inventory, journal_path, options, args.format)
-        if args.format == "text":
-            _print_summary(summary)
-            cmd_status(argparse.Namespace(plans=args.plans, journal=journal_path, format="text"))
-        report = _write_report(args.plans, journal_path, state)
-        if report:
-            out.print(f"report: {report}", markup=False)
-        out.print(f"journal: {journal_path} (fjmig status --journal {journal_path}); "
-                  f"took {time.monotonic() - started:.0f} s", markup=False)
-        return _exit_status(summary)
-    finally:
-        if args.keep:
-            out.print(f"lab kept: fjmig lab status --state-dir {lab_dir}; fjmig lab down --state-dir {lab_dir}",
-                      markup=False)
-        else:
-            try:
-                lab_down(lab_dir)
-                out.print("lab down", markup=False)
-            except Exception as exc:  # never hide the run's own outcome behind a cleanup error
-                raise UserError(f"lab down failed: {exc}; run 'fjmig lab down --state-dir {lab_dir}'") from exc
 
-
-def _lab_dir(state: Path) -> Path:
+def lab_dir_for(state: Path) -> Path:
     """The demo's lab lives beside its journal, unless that is under a directory every lab host
     mounts its own copy of (a clone in /root, say): then under /var/lib/fjmig."""
     from .lab.state import FORBIDDEN_STATE_ROOTS
@@ -89,10 +91,15 @@ def _lab_dir(state: Path) -> Path:
     return state / "lab"
 
 
-def _write_report(plans_dir: str, journal_path: Path, state: Path) -> Path | None:
+def write_report(plans: Any, journal_path: Path, target: Path) -> Path:
     """The compliance report after the run, as a self-contained HTML page."""
-    from .cli import main
+    from .plans.rules import Options
+    from .plans.schedule import CST
+    from .review.report import scorecard
+    from .review.report_html import render_html
 
-    target = state / "report.html"
-    status = main(["report", plans_dir, "--journal", str(journal_path), "--format", "html", "-o", str(target)])
-    return target if status == 0 and target.exists() else None
+    report, _ = scorecard(plans, Options(start=datetime.now(CST).date()), journal_path)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(render_html(report), encoding="utf-8")
+    tmp.replace(target)
+    return target

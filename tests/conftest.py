@@ -1,4 +1,10 @@
-"""Shared fixtures: the shipped plans and a scratch plans directory."""
+"""Fixtures every tier shares, and the tiers themselves: a test's directory is its tier.
+
+- tests/unit: the fast tier (`make test-fast`): no lab, no real cloud, no slow tools;
+- tests/slow: real ansible-playbook, ansible-lint, Chromium: seconds each, no lab;
+- tests/lab: the built-in lab (root, network namespaces, sshd, rsync);
+- tests/real: the real Pulumi engine against an OpenStack API on loopback.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,25 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-PLANS = ROOT / "migration_plans"
+from tests.support import PLANS
+
+pytest_plugins = ["tests.support.reports"]
+
+TIERS = {"slow": "slow", "lab": "lab", "real": "real"}
 
 # ansible-runner and ansible-playbook live next to the interpreter in the venv.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            tier = item.path.resolve().relative_to(tests).parts[0]
+        except ValueError:
+            continue
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, TIERS[tier]))
 
 
 @pytest.fixture
@@ -22,32 +42,3 @@ def plans_copy(tmp_path: Path) -> Path:
     target = tmp_path / "plans"
     shutil.copytree(PLANS, target)
     return target
-
-
-def processes(environ_has: bytes | None = None, *, command: bytes | None = None,
-              cmdline: list[bytes] | None = None, title: bytes | None = None) -> list[int]:
-    """Pids of the live (not zombie) processes on this machine, lab hosts included (they share
-    its pid namespace), with an environment entry starting with `environ_has`, the command name
-    `command`, a command line starting with the arguments `cmdline`, and one whose raw text starts
-    with `title` (a process that retitles itself, like an ssh master), whichever are given.
-    Processes that exit while /proc is read are skipped."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if (proc / "stat").read_bytes().rsplit(b")", 1)[1].split()[0] == b"Z":
-                continue
-            if command is not None and (proc / "comm").read_bytes().strip() != command:
-                continue
-            if cmdline is not None and (proc / "cmdline").read_bytes().split(b"\0")[:len(cmdline)] != cmdline:
-                continue
-            if title is not None and not (proc / "cmdline").read_bytes().startswith(title):
-                continue
-            if environ_has is not None and not any(
-                    entry.startswith(environ_has) for entry in (proc / "environ").read_bytes().split(b"\0")):
-                continue
-        except (OSError, IndexError):
-            continue
-        found.append(int(proc.name))
-    return found

@@ -1,7 +1,9 @@
 """`fjmig`: a thin command line over the orchestrator library.
 
 Each `*_cmds` module registers its subcommands; handlers return the exit status
-(0 success, 1 findings or failure, 2 bad command line, 130 interrupted).
+(0 success, 1 findings or failure, 2 bad command line, 3 steps held, 130 interrupted). A
+`FjmigError` from the library (a problem in the user's input or environment) is printed
+without a traceback, exit 1.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
+from ..errors import FjmigError
 from .common import UsageError, UserError, console
 
-COMMAND_MODULES = ("plan_cmds", "lab_cmds", "run_cmds", "review_cmds")
+COMMAND_MODULES = ("plan_cmds", "lab_cmds", "run_cmds", "journal_cmds", "review_cmds", "demo_cmds")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,13 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fjmig {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f".{name}", __package__)
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__package__}.{name}":
-                continue  # a command group not built yet
-            raise
-        module.register(commands)
+        importlib.import_module(f".{name}", __package__).register(commands)
     return parser
 
 
@@ -48,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         err.print(f"fjmig {args.command}: error: {exc}", markup=False)
         return 2
-    except UserError as exc:
+    except (UserError, FjmigError) as exc:
         err.print(f"error: {exc}", markup=False, style="red")
         return 1
     except KeyboardInterrupt:

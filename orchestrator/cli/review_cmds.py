@@ -141,28 +141,20 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..journal import JournalError
     from ..plans.loader import PlansDirectoryError, load_plans
-    from ..plans.rules import validate
-    from ..review.report import build_report, load_progress
+    from ..review.report import UnschedulablePlansError, scorecard
     from ..review.report_render import render
 
     try:
         plans = load_plans(args.plans)
     except PlansDirectoryError as exc:
         raise UsageError(str(exc)) from None
-    options = _options(args)
-    validation = validate(plans, options)
-    if validation.schedule is None:
-        raise UserError(f"{args.plans}: the plans cannot be scheduled (run 'fjmig validate'): "
-                        + "; ".join(f.format() for f in validation.errors[:3]))
     try:
-        progress = load_progress(args.journal) if args.journal else None
-    except JournalError as exc:
-        raise UserError(str(exc)) from None
-    if validation.errors:
-        console(stderr=True).print(f"note: the plans have {len(validation.errors)} errors (run 'fjmig validate'); "
+        report, errors = scorecard(plans, _options(args), args.journal)
+    except UnschedulablePlansError as exc:
+        raise UserError(f"{args.plans}: {exc}") from None
+    if errors:
+        console(stderr=True).print(f"note: the plans have {errors} errors (run 'fjmig validate'); "
                                    "the report counts what loads", style="yellow", markup=False)
-    report = build_report(plans, validation, progress)
     write_output(render(report, args.format), args.output)
     return 0

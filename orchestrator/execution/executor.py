@@ -24,25 +24,25 @@ import networkx as nx
 
 from ..errors import FjmigError
 from ..journal import Journal, operator_name
+from ..plans.kinds import selected_by_until
 from ..plans.loader import PlanSet
 from ..plans.steps import Step, StepGraph, build_graph
 from .inventory import Inventory
 from .jobs import Job, JobError, build_job
+from .playbook_server import PlaybookServer
 from .runner import (
     JobResult,
     RunnerConfig,
+    cancel_job,
     close_control_masters,
     job_token,
     new_control_dir,
     playbook_server,
+    quiet_config,
     reap_orphans,
     run_job,
-    stop_remote,
 )
-
-KIND_RANK = {"milestone": 0, "presync": 1, "decommission": 1, "cutover": 2, "verify": 3, "share": 4,
-             "retire": 5, "close": 6}
-"""`--until KIND` runs the steps whose rank is at most KIND's."""
+from .state import Running, RunState
 
 
 @dataclass
@@ -82,6 +82,8 @@ class RunSummary:
     states: dict[str, str]
     messages: dict[str, str]
     selected: int
+    fallback: str | None = None
+    """Why jobs did not run through the warm playbook server, when some did not (also journaled)."""
 
     def count(self, state: str) -> int:
         return sum(1 for s in self.states.values() if s == state)
@@ -89,10 +91,9 @@ class RunSummary:
 
 def select_steps(graph: StepGraph, only: list[str], until: str | None) -> set[str]:
     """The steps a run is allowed to execute: `--only DEPT[/SYSTEM]` and `--until KIND`."""
-    limit = KIND_RANK[until] if until else max(KIND_RANK.values())
     selected = set()
     for step_id, step in graph.steps.items():
-        if step.kind == "milestone" or KIND_RANK[step.kind] > limit:
+        if not selected_by_until(step.kind, until):
             continue
         if only and not any(_matches(step, pattern) for pattern in only):
             continue
@@ -106,20 +107,31 @@ def _matches(step: Step, pattern: str) -> bool:
     return step.dept == pattern
 
 
+JobRunner = Callable[[Job, RunnerConfig, threading.Event, Callable[[dict[str, int]], None] | None], JobResult]
+"""Runs one job and returns its result, never raising for a playbook failure (runner.run_job; tests
+pass a fake). Its last argument, when given, is called once a fused job's presync copy succeeded."""
+
+
 class Executor:
     def __init__(self, plans: PlanSet, inventory: Inventory, journal: Journal, options: RunOptions,
-                 on_event: Callable[[Event], None] = lambda e: None) -> None:
+                 on_event: Callable[[Event], None] = lambda e: None, job_runner: JobRunner = run_job,
+                 server_factory: Callable[[RunnerConfig], PlaybookServer] = playbook_server) -> None:
         self.plans = plans
         self.inventory = inventory
         self.journal = journal
         self.options = options
         self.on_event = on_event
+        self.job_runner = job_runner
+        self.server_factory = server_factory
         self.graph = build_graph(plans)
         self.cancel = threading.Event()
         self.run_id: int | None = None
+        self.state = RunState(set(), set())
+        self.server_stats: dict[str, int] | None = None
+        """How many jobs the run's playbook server forked and how many fell back to exec."""
         self._order = {n: i for i, n in enumerate(nx.topological_sort(self.graph.graph))}
-        self._presync_part: dict[str, dict[str, int]] = {}
-        """A cutover that runs in one job with its presync: what its presync changed and moved."""
+        self._approvals: dict[str, Any] = {}
+        self._delivered = inventory.delivered_milestones()
 
     def stop(self) -> None:
         """Ask the run to stop: no new jobs; running ones are cancelled and recorded interrupted."""
@@ -129,35 +141,26 @@ class Executor:
         data = kw.pop("data", {})
         self.on_event(Event(kind, step_id, kw.pop("state", None), kw.pop("message", None), {**data, **kw}))
 
+    def _record(self, step_id: str, state: str, message: str | None = None,
+                stats: dict[str, Any] | None = None) -> None:
+        """The one path from a step's new state to the run's state and the journal. Check mode
+        changes nothing: its outcomes are audit notes, and its successes are remembered in memory."""
+        self.state.settle(step_id, state, message)
+        if not self.options.check:
+            self.journal.record(self.run_id, step_id, state, message, stats)
+        elif state != "running":
+            self.journal.note(self.run_id, "check-step", {"state": state, "message": message}, step_id)
+
+    # -- the run ---------------------------------------------------------------------------------
+
     def run(self) -> RunSummary:
         opts = self.options
-        graph = self.graph.graph
         selected = select_steps(self.graph, opts.only, opts.until)
-        run_id = self.run_id = self.journal.start_run(opts.operator, {
-            "only": opts.only, "until": opts.until, "check": opts.check, "parallel": opts.parallel,
-            "windows": "enforced" if opts.enforce_windows else "not enforced",
-        })
-        if self.journal.took_over:
-            self.journal.note(run_id, "lock-takeover", {"previous": self.journal.took_over})
-        stale = self.journal.interrupt_stale(run_id)
-        reaped = reap_orphans(opts.work_dir)
-        if reaped:
-            self.journal.note(run_id, "reaped", {"process_groups": reaped})
-        records = self.journal.step_records()
-        approvals = self.journal.approvals()
-        done = {s for s, r in records.items() if r.state == "succeeded"}
-        if opts.check:
-            done = set(done)  # check mode: successes are remembered in memory only
-        states: dict[str, str] = {}
-        messages: dict[str, str] = {}
-        self._emit("run-started", data={"run_id": run_id, "selected": len(selected), "done": len(done & selected),
-                                        "resumed": stale})
-
-        todo = {s for s in selected if s not in done}
-        failed: set[str] = set()
+        stale = self._begin(selected)
         control_dir = new_control_dir()
         opts.work_dir.mkdir(parents=True, exist_ok=True)
-        (opts.work_dir / f"control-{run_id}").write_text(str(control_dir))
+        control_record = opts.work_dir / f"control-{self.run_id}"
+        control_record.write_text(str(control_dir))
         config = RunnerConfig(
             inventory=self.inventory.path, playbooks_dir=opts.playbooks_dir or RunnerConfig.playbooks_dir,
             work_dir=opts.work_dir, log_dir=opts.log_dir, check=opts.check, control_dir=control_dir,
@@ -165,103 +168,131 @@ class Executor:
         )
         if stale:
             self._stop_leftovers(stale, config)
-
-        def record(step_id: str, state: str, message: str | None = None, stats: dict[str, Any] | None = None) -> None:
-            states[step_id] = state
-            if message:
-                messages[step_id] = message
-            if opts.check:
-                self.journal.note(run_id, "check-step", {"state": state, "message": message}, step_id)
-            else:
-                self.journal.record(run_id, step_id, state, message, stats)
-
-        delivered = self.inventory.delivered_milestones()
-
-        def milestone_ready(step_id: str) -> bool:
-            """Ready in infra.yaml, or delivered by a stack whose outputs this run reads."""
-            name = step_id.removeprefix("infra:")
-            milestone = self.plans.milestones.get(name)
-            return bool(milestone and (milestone.ready or name in delivered))
-
-        def satisfied(pred: str) -> bool:
-            if self.graph.steps[pred].kind == "milestone":
-                return milestone_ready(pred)
-            return pred in done
-
-        running: dict[Future[JobResult], tuple[str, Job, int]] = {}
-        # A job that runs a presync and its cutover -> (the cutover, set when the presync's copy succeeded)
-        fused: dict[Future[JobResult], tuple[str, Future[dict[str, int]]]] = {}
-        retry_at: dict[str, tuple[float, int]] = {}
         pool = ThreadPoolExecutor(max_workers=max(1, opts.parallel), thread_name_prefix="fjmig-job")
-        server = contextlib.ExitStack()
         try:
-            if opts.playbook_server and todo:
-                config.playbook_server = server.enter_context(playbook_server(config)).wait_ready()
-            while True:
-                if not self.cancel.is_set():
-                    self._start_ready(todo, failed, done, satisfied, approvals, record, running, fused,
-                                      retry_at, pool, config)
-                if not running and not retry_at:
-                    break
-                if not running:
-                    # only retries are pending: sleep until the first is due (interruptible)
-                    delay = max(0.0, min(t for t, _ in retry_at.values()) - time.monotonic())
-                    if self.cancel.wait(delay):
-                        for step_id in list(retry_at):
-                            record(step_id, "interrupted", "stopped while waiting to retry")
-                            todo.discard(step_id)
-                        retry_at.clear()
-                    continue
-                timeout = None
-                if retry_at:
-                    timeout = max(0.05, min(t for t, _ in retry_at.values()) - time.monotonic())
-                finished, _ = wait([*running, *(copied for _, copied in fused.values())], timeout=timeout,
-                                   return_when=FIRST_COMPLETED)
-                # A job's copy succeeds before the job ends, so a job in `finished` has its signal set here.
-                for job_future, (cutover_id, copied) in list(fused.items()):
-                    if copied.done():
-                        del fused[job_future]
-                        running[job_future] = self._presync_done(running[job_future], cutover_id, copied.result(),
-                                                                 todo, done, record)
-                for future in [f for f in finished if f in running]:
-                    fused.pop(future, None)  # ended before its copy succeeded: the result is the presync's
-                    step_id, job, attempt = running.pop(future)
-                    result = future.result()
-                    self._finish(step_id, job, attempt, result, todo, done, failed, record, retry_at)
+            with contextlib.ExitStack() as server:
+                if opts.playbook_server and self.state.todo:
+                    started = server.enter_context(self.server_factory(config))
+                    config.playbook_server = started.wait_ready()
+                    self._loop(pool, config)
+                    self.server_stats = self._server_stats(started) if config.playbook_server else {"unavailable": 1}
+                else:
+                    self._loop(pool, config)
         except KeyboardInterrupt:
             self.cancel.set()
-            for future, (step_id, _, _) in list(running.items()):
+            for future, entry in list(self.state.running.items()):
                 with contextlib.suppress(Exception):  # recorded interrupted below either way
                     future.result()
-                record(step_id, "interrupted", "stopped by the operator")
-            running.clear()
+                self._record(entry.step_id, "interrupted", "stopped by the operator")
+            self.state.running.clear()
             raise
         finally:
             pool.shutdown(wait=True)
-            server.close()
             close_control_masters(control_dir)
             shutil.rmtree(control_dir, ignore_errors=True)
-            (opts.work_dir / f"control-{run_id}").unlink(missing_ok=True)
+            control_record.unlink(missing_ok=True)
+        return self._end(selected)
 
-        for step_id in todo - set(states) - done:
+    def _begin(self, selected: set[str]) -> list[str]:
+        """Journal the run's start, take over what a dead run left; returns the steps it left running."""
+        opts = self.options
+        self.run_id = self.journal.start_run(opts.operator, {
+            "only": opts.only, "until": opts.until, "check": opts.check, "parallel": opts.parallel,
+            "windows": "enforced" if opts.enforce_windows else "not enforced",
+        })
+        if self.journal.took_over:
+            self.journal.note(self.run_id, "lock-takeover", {"previous": self.journal.took_over})
+        stale = self.journal.interrupt_stale(self.run_id)
+        reaped = reap_orphans(opts.work_dir)
+        if reaped:
+            self.journal.note(self.run_id, "reaped", {"process_groups": reaped})
+        done = {s for s, r in self.journal.step_records().items() if r.state == "succeeded"}
+        self._approvals = self.journal.approvals()
+        self.state = RunState(todo=selected - done, done=done)
+        self._emit("run-started", data={"run_id": self.run_id, "selected": len(selected),
+                                        "done": len(done & selected), "resumed": stale})
+        return stale
+
+    def _loop(self, pool: ThreadPoolExecutor, config: RunnerConfig) -> None:
+        """Start what is ready, wait for a job (or a retry, or a fused job's copy), settle it; until
+        nothing runs and nothing waits to be retried."""
+        state = self.state
+        while True:
+            if not self.cancel.is_set():
+                self._start_ready(pool, config)
+            if not state.running and not state.retries:
+                return
+            if not state.running:  # only retries are pending: sleep until the first is due (interruptible)
+                if self.cancel.wait(state.next_retry_in(time.monotonic())):
+                    for step_id in list(state.retries):
+                        self._record(step_id, "interrupted", "stopped while waiting to retry")
+                continue
+            delay = state.next_retry_in(time.monotonic())
+            finished, _ = wait(state.waitables(), timeout=None if delay is None else max(0.05, delay),
+                               return_when=FIRST_COMPLETED)
+            # A job's copy succeeds before the job ends, so a job in `finished` has its signal set here.
+            for future, entry in state.copied_fused_jobs():
+                state.running[future] = self._presync_done(entry)
+            for future in [f for f in finished if f in state.running]:
+                entry = state.running.pop(future)  # a fused job that ended before its copy: the presync's result
+                self._finish(entry, future.result())
+
+    def _end(self, selected: set[str]) -> RunSummary:
+        state = self.state
+        for step_id in state.todo - set(state.states) - state.done:
             # Never started: held back by something outside this run's selection.
-            waiting = [p for p in graph.predecessors(step_id) if not satisfied(p)]
-            if waiting and step_id not in states:
-                states[step_id] = "pending"
-                messages[step_id] = "waits for " + ", ".join(sorted(waiting))
-        if self.cancel.is_set():
-            status = "interrupted"
-        elif failed or any(s == "blocked" for s in states.values()):
-            status = "failed"
-        elif any(s in ("held", "pending") for s in states.values()):
-            status = "held"
-        else:
-            status = "succeeded"
-        self.journal.finish_run(run_id, status)
-        self._emit("run-finished", state=status, data={"run_id": run_id})
-        for step_id in selected & done:
+            waiting = [p for p in self.graph.graph.predecessors(step_id) if not self._satisfied(p)]
+            if waiting:
+                state.states[step_id] = "pending"
+                state.messages[step_id] = "waits for " + ", ".join(sorted(waiting))
+        status = state.status(self.cancel.is_set())
+        fallback = self._server_fallback()
+        if fallback:
+            self.journal.note(self.run_id, "playbook-server-fallback",
+                              {"message": fallback, **(self.server_stats or {})})
+        assert self.run_id is not None
+        self.journal.finish_run(self.run_id, status)
+        self._emit("run-finished", state=status, data={"run_id": self.run_id})
+        states = dict(state.states)
+        for step_id in selected & state.done:
             states.setdefault(step_id, "succeeded")
-        return RunSummary(run_id, status, states, messages, len(selected))
+        return RunSummary(self.run_id, status, states, dict(state.messages), len(selected), fallback)
+
+    @staticmethod
+    def _server_stats(server: PlaybookServer) -> dict[str, int]:
+        try:
+            return server.stats()
+        except (OSError, EOFError, ValueError):
+            return {"stopped": 1}
+
+    def _server_fallback(self) -> str | None:
+        """Why jobs of this run did not run through the warm playbook server, if any did not."""
+        stats = self.server_stats
+        if not stats:
+            return None
+        if stats.get("unavailable"):
+            return "the playbook server did not start: every job ran a fresh ansible-playbook (slower, same outcome)"
+        if stats.get("stopped"):
+            return ("the playbook server stopped during the run: later jobs ran a fresh ansible-playbook "
+                    "(slower, same outcome)")
+        if stats.get("fallback"):
+            return (f"{stats['fallback']} of {stats['fallback'] + stats.get('forked', 0)} jobs ran a fresh "
+                    "ansible-playbook instead of the warm playbook server (their ansible configuration "
+                    "differed from the server's; slower, same outcome)")
+        return None
+
+    # -- deciding -----------------------------------------------------------------------------
+
+    def _milestone_ready(self, step_id: str) -> bool:
+        """Ready in infra.yaml, or delivered by a stack whose outputs this run reads."""
+        name = step_id.removeprefix("infra:")
+        milestone = self.plans.milestones.get(name)
+        return bool(milestone and (milestone.ready or name in self._delivered))
+
+    def _satisfied(self, pred: str) -> bool:
+        if self.graph.steps[pred].kind == "milestone":
+            return self._milestone_ready(pred)
+        return pred in self.state.done
 
     def _outside_window(self, step: Step) -> str | None:
         """Why a cutover may not start now (its change window), or None."""
@@ -279,6 +310,129 @@ class Executor:
         return (f"outside its change window {cutover.window} ({edge}); run it inside the window, "
                 "or pass --ignore-windows")
 
+    def _why_not_now(self, step: Step) -> str | None:
+        """Why a ready step is held instead of started: its window, or a missing approval."""
+        outside = self._outside_window(step)
+        if outside:
+            return outside
+        if step.approval and step.id not in self._approvals and not self.options.check:
+            return f"waits for approval: fjmig approve {step.system_id}"
+        return None
+
+    def _start_ready(self, pool: ThreadPoolExecutor, config: RunnerConfig) -> None:
+        state = self.state
+        in_flight = state.in_flight()
+        now = time.monotonic()
+        for step_id in sorted(state.todo, key=self._order.__getitem__):  # dependencies first: blocking propagates
+            if step_id in in_flight:
+                continue
+            attempt = state.attempt_due(step_id, now)
+            if attempt is None:
+                continue
+            preds = list(self.graph.graph.predecessors(step_id))
+            bad = sorted(p for p in preds if p in state.failed)
+            if bad:
+                self._record(step_id, "blocked", "blocked by failed " + ", ".join(bad))
+                self._emit("step-blocked", step_id, state="blocked", message=f"blocked by {', '.join(bad)}")
+                continue
+            if not all(self._satisfied(p) for p in preds) or len(state.running) >= self.options.parallel:
+                continue
+            step = self.graph.steps[step_id]
+            held = self._why_not_now(step)
+            if held:
+                self._record(step_id, "held", held)
+                self._emit("step-held", step_id, state="held", message=held)
+                continue
+            try:
+                job = build_job(step, self.plans, self.inventory)
+            except JobError as exc:
+                self._record(step_id, "failed", str(exc))
+                self._emit("step-finished", step_id, state="failed", message=str(exc))
+                continue
+            self._start(pool, config, step, job, attempt)
+
+    def _start(self, pool: ThreadPoolExecutor, config: RunnerConfig, step: Step, job: Job, attempt: int) -> None:
+        """Journal the step running and submit its job (with its cutover, when they can run as one)."""
+        partner = self._fusable(step) if step.kind == "presync" else None
+        if partner:
+            cutover_id, cutover_job = partner
+            job = Job(step.id, cutover_job.playbook,
+                      {**cutover_job.extravars, "fjmig_with_presync": True, "fjmig_presync_started": time.time()},
+                      cutover_job.hosts, also=(cutover_id,))
+        self.state.retries.pop(step.id, None)
+        self._record(step.id, "running", f"attempt {attempt}" if attempt > 1 else None)
+        self._emit("step-started", step.id, data={"attempt": attempt, "hosts": list(job.hosts)})
+        entry = Running(step.id, job, attempt)
+        if partner:
+            copied: Future[dict[str, int]] = Future()
+            entry.cutover_id, entry.copied = partner[0], copied
+            future = pool.submit(self.job_runner, job, config, self.cancel,
+                                 lambda part, s=copied: s.done() or s.set_result(part))
+        else:
+            future = pool.submit(self.job_runner, job, config, self.cancel, None)
+        self.state.running[future] = entry
+
+    def _fusable(self, presync: Step) -> tuple[str, Job] | None:
+        """The cutover that may run in one job with this presync: selected and not started, waiting
+        for nothing else, approved if it must be. Not one with a change window that is enforced: the
+        window is checked when a cutover starts, which in one job is after a copy of unknown length."""
+        cutover_id = f"{presync.system_id}:cutover"
+        cutover = self.graph.steps.get(cutover_id)
+        if cutover is None or cutover_id not in self.state.todo:  # (it cannot be running: it waits for this presync)
+            return None
+        if any(p != presync.id and not self._satisfied(p) for p in self.graph.graph.predecessors(cutover_id)):
+            return None
+        if self.options.enforce_windows and cutover.window is not None:
+            return None
+        if cutover.approval and cutover_id not in self._approvals and not self.options.check:
+            return None
+        try:
+            return cutover_id, build_job(cutover, self.plans, self.inventory)
+        except JobError:
+            return None  # the cutover fails with the reason when its turn comes
+
+    # -- settling -----------------------------------------------------------------------------
+
+    def _presync_done(self, entry: Running) -> Running:
+        """The copy of a job that runs a presync and its cutover succeeded: journal the presync done
+        and the cutover running; the job's result is the cutover's from now on."""
+        assert entry.cutover_id is not None and entry.copied is not None
+        part = entry.copied.result()
+        stats = {**part, "with": entry.cutover_id}
+        self._record(entry.step_id, "succeeded", None, stats)
+        self._emit("step-finished", entry.step_id, state="succeeded", data=stats)
+        self._record(entry.cutover_id, "running", f"in one job with {entry.step_id}")
+        self._emit("step-started", entry.cutover_id, data={"attempt": 1, "hosts": list(entry.job.hosts)})
+        self.state.presync_part[entry.cutover_id] = part
+        return Running(entry.cutover_id, entry.job, 1)
+
+    def _finish(self, entry: Running, result: JobResult) -> None:
+        step_id, attempt = entry.step_id, entry.attempt
+        presync = self.state.presync_part.pop(step_id, {})  # a job that ran the presync too: less its part
+        stats = {"changed": result.changed - presync.get("changed", 0), "rc": result.rc,
+                 "bytes": result.bytes_moved - presync.get("bytes", 0),
+                 **{k: sum((result.stats.get(k) or {}).values()) for k in ("ok", "failures", "dark", "skipped")}}
+        with contextlib.suppress(TypeError, ValueError):
+            if "fjmig_downtime_s" in result.reported:  # cutover.yml: from the freeze to the switch
+                stats["downtime_s"] = round(float(result.reported["fjmig_downtime_s"]), 3)
+        if result.status == "successful":
+            self._record(step_id, "succeeded", None, stats)
+            self._emit("step-finished", step_id, state="succeeded", data=stats)
+        elif result.status == "canceled":
+            self._record(step_id, "interrupted", "stopped by the operator", stats)
+            self._emit("step-finished", step_id, state="interrupted")
+        elif result.status == "unreachable" and attempt <= self.options.retries and not self.cancel.is_set():
+            delay = self.options.backoff_s * (2 ** (attempt - 1))
+            self.state.retry_later(step_id, time.monotonic() + delay, attempt + 1)
+            self._emit("step-retry", step_id, message=f"{result.message}; retry {attempt}/{self.options.retries} "
+                       f"in {delay:.0f}s")
+        else:
+            message = result.message or "failed"
+            if result.status == "unreachable":
+                message += f" (after {attempt} attempts)"
+            self._record(step_id, "failed", message, stats)
+            self._emit("step-finished", step_id, state="failed", message=message)
+
     def _stop_leftovers(self, stale: list[str], config: RunnerConfig) -> None:
         """Steps that were running when fjmig died may still have commands running on their hosts
         (SIGKILL gave no chance to stop them): stop those before the steps run again."""
@@ -294,149 +448,10 @@ class Executor:
                 if step.kind == "cutover":  # it may have run in one job with its presync, with its token
                     tokens.append(job_token(config.job_tag or "", f"{step.system_id}:presync"))
         if hosts and tokens:
-            result = stop_remote(sorted(hosts), tokens, config)
+            result = self.job_runner(cancel_job(sorted(hosts), tokens), quiet_config(config), threading.Event(), None)
             assert self.run_id is not None
             self.journal.note(self.run_id, "stopped-leftovers",
                               {"steps": sorted(stale), "status": result.status, "changed": result.changed})
-
-    def _start_ready(self, todo: set[str], failed: set[str], done: set[str], satisfied: Callable[[str], bool],
-                     approvals: dict[str, Any], record: Callable[..., None],
-                     running: dict[Future[JobResult], tuple[str, Job, int]],
-                     fused: dict[Future[JobResult], tuple[str, Future[dict[str, int]]]],
-                     retry_at: dict[str, tuple[float, int]],
-                     pool: ThreadPoolExecutor, config: RunnerConfig) -> None:
-        graph = self.graph.graph
-        in_flight = {s for s, _, _ in running.values()}
-        now = time.monotonic()
-        for step_id in sorted(todo, key=self._order.__getitem__):  # dependencies first: blocking propagates
-            if step_id in in_flight:
-                continue
-            if step_id in retry_at:
-                due, attempt = retry_at[step_id]
-                if due > now:
-                    continue
-            else:
-                attempt = 1
-            preds = list(graph.predecessors(step_id))
-            bad = [p for p in preds if p in failed]
-            if bad:
-                todo.discard(step_id)
-                failed.add(step_id)  # propagate: its dependents are blocked too
-                record(step_id, "blocked", "blocked by failed " + ", ".join(sorted(bad)))
-                self._emit("step-blocked", step_id, state="blocked", message=f"blocked by {', '.join(sorted(bad))}")
-                continue
-            if not all(satisfied(p) for p in preds):
-                continue
-            if len(running) >= self.options.parallel:
-                continue
-            step = self.graph.steps[step_id]
-            outside = self._outside_window(step)
-            if outside:
-                todo.discard(step_id)
-                record(step_id, "held", outside)
-                self._emit("step-held", step_id, state="held", message=outside)
-                continue
-            if step.approval and step_id not in approvals and not self.options.check:
-                todo.discard(step_id)
-                message = f"waits for approval: fjmig approve {step.system_id}"
-                record(step_id, "held", message)
-                self._emit("step-held", step_id, state="held", message=message)
-                continue
-            try:
-                job = build_job(step, self.plans, self.inventory)
-            except JobError as exc:
-                todo.discard(step_id)
-                failed.add(step_id)
-                record(step_id, "failed", str(exc))
-                self._emit("step-finished", step_id, state="failed", message=str(exc))
-                continue
-            partner = self._fusable(step, todo, satisfied, approvals) if step.kind == "presync" else None
-            if partner:
-                cutover_id, cutover_job = partner
-                job = Job(step_id, cutover_job.playbook,
-                          {**cutover_job.extravars, "fjmig_with_presync": True, "fjmig_presync_started": time.time()},
-                          cutover_job.hosts, also=(cutover_id,))
-            retry_at.pop(step_id, None)
-            if not self.options.check:
-                self.journal.record(self.run_id, step_id, "running",
-                                    f"attempt {attempt}" if attempt > 1 else None)
-            self._emit("step-started", step_id, data={"attempt": attempt, "hosts": list(job.hosts)})
-            if partner:
-                copied: Future[dict[str, int]] = Future()
-                future = pool.submit(run_job, job, config, self.cancel,
-                                     lambda part, s=copied: s.done() or s.set_result(part))
-                fused[future] = (partner[0], copied)
-            else:
-                future = pool.submit(run_job, job, config, self.cancel)
-            running[future] = (step_id, job, attempt)
-
-    def _fusable(self, presync: Step, todo: set[str], satisfied: Callable[[str], bool],
-                 approvals: dict[str, Any]) -> tuple[str, Job] | None:
-        """The cutover that may run in one job with this presync: selected and not started, waiting
-        for nothing else, approved if it must be. Not one with a change window that is enforced: the
-        window is checked when a cutover starts, which in one job is after a copy of unknown length."""
-        cutover_id = f"{presync.system_id}:cutover"
-        cutover = self.graph.steps.get(cutover_id)
-        if cutover is None or cutover_id not in todo:  # (it cannot be running: it waits for this presync)
-            return None
-        if any(p != presync.id and not satisfied(p) for p in self.graph.graph.predecessors(cutover_id)):
-            return None
-        if self.options.enforce_windows and cutover.window is not None:
-            return None
-        if cutover.approval and cutover_id not in approvals and not self.options.check:
-            return None
-        try:
-            return cutover_id, build_job(cutover, self.plans, self.inventory)
-        except JobError:
-            return None  # the cutover fails with the reason when its turn comes
-
-    def _presync_done(self, entry: tuple[str, Job, int], cutover_id: str, part: dict[str, int], todo: set[str],
-                      done: set[str], record: Callable[..., None]) -> tuple[str, Job, int]:
-        """The copy of a job that runs a presync and its cutover succeeded: journal the presync done
-        and the cutover running; the job's result is the cutover's from now on."""
-        presync_id, job, _ = entry
-        todo.discard(presync_id)
-        done.add(presync_id)
-        stats = {**part, "with": cutover_id}
-        record(presync_id, "succeeded", None, stats)
-        self._emit("step-finished", presync_id, state="succeeded", data=stats)
-        if not self.options.check:
-            self.journal.record(self.run_id, cutover_id, "running", f"in one job with {presync_id}")
-        self._emit("step-started", cutover_id, data={"attempt": 1, "hosts": list(job.hosts)})
-        self._presync_part[cutover_id] = part
-        return cutover_id, job, 1
-
-    def _finish(self, step_id: str, job: Job, attempt: int, result: JobResult, todo: set[str], done: set[str],
-                failed: set[str], record: Callable[..., None], retry_at: dict[str, tuple[float, int]]) -> None:
-        presync = self._presync_part.pop(step_id, {})  # a job that ran the presync too: less its part
-        stats = {"changed": result.changed - presync.get("changed", 0), "rc": result.rc,
-                 "bytes": result.bytes_moved - presync.get("bytes", 0),
-                 **{k: sum((result.stats.get(k) or {}).values()) for k in ("ok", "failures", "dark", "skipped")}}
-        with contextlib.suppress(TypeError, ValueError):
-            if "fjmig_downtime_s" in result.reported:  # cutover.yml: from the freeze to the switch
-                stats["downtime_s"] = round(float(result.reported["fjmig_downtime_s"]), 3)
-        if result.status == "successful":
-            todo.discard(step_id)
-            done.add(step_id)
-            record(step_id, "succeeded", None, stats)
-            self._emit("step-finished", step_id, state="succeeded", data=stats)
-        elif result.status == "canceled":
-            todo.discard(step_id)
-            record(step_id, "interrupted", "stopped by the operator", stats)
-            self._emit("step-finished", step_id, state="interrupted")
-        elif result.status == "unreachable" and attempt <= self.options.retries and not self.cancel.is_set():
-            delay = self.options.backoff_s * (2 ** (attempt - 1))
-            retry_at[step_id] = (time.monotonic() + delay, attempt + 1)
-            self._emit("step-retry", step_id, message=f"{result.message}; retry {attempt}/{self.options.retries} "
-                       f"in {delay:.0f}s")
-        else:
-            todo.discard(step_id)
-            failed.add(step_id)
-            message = result.message or "failed"
-            if result.status == "unreachable":
-                message += f" (after {attempt} attempts)"
-            record(step_id, "failed", message, stats)
-            self._emit("step-finished", step_id, state="failed", message=message)
 
 
 class RollbackError(FjmigError):
@@ -444,7 +459,8 @@ class RollbackError(FjmigError):
 
 
 def rollback_system(plans: PlanSet, inventory: Inventory, journal: Journal, gid: str,
-                    work_dir: Path = Path(".fjmig/jobs"), operator: str | None = None) -> JobResult:
+                    work_dir: Path = Path(".fjmig/jobs"), operator: str | None = None,
+                    job_runner: JobRunner = run_job) -> JobResult:
     """Return a system's service to its source. Refused once `verify` has passed: from then on
     the target is authoritative and may hold writes the source does not have."""
     records = journal.step_records()
@@ -457,11 +473,11 @@ def rollback_system(plans: PlanSet, inventory: Inventory, journal: Journal, gid:
     if not (cutover and cutover.state not in ("pending", "held")) and not presync:
         raise RollbackError(f"{gid}: nothing to roll back (its cutover never ran)")
     dept, subject = gid.split("/", 1)
-    step = Step(id=f"{gid}:rollback", kind="rollback", dept=dept, subject=subject, deadline=None)  # type: ignore[arg-type]
+    step = Step(id=f"{gid}:rollback", kind="rollback", dept=dept, subject=subject, deadline=None)
     job = build_job(step, plans, inventory)
     run_id = journal.start_run(operator or operator_name(), {"rollback": gid})
     journal.record(run_id, step.id, "running")
-    result = run_job(job, RunnerConfig(inventory=inventory.path, work_dir=work_dir), threading.Event())
+    result = job_runner(job, RunnerConfig(inventory=inventory.path, work_dir=work_dir), threading.Event(), None)
     if result.status == "successful":
         journal.record(run_id, step.id, "succeeded", None, {"changed": result.changed})
         for kind in ("cutover", "verify"):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import FjmigError
+from ..plans.kinds import KINDS
 from ..plans.loader import PlanSet
 from ..plans.model import DepartmentPlan, System
 from ..plans.naming import service_key, service_name, service_port
@@ -66,8 +67,17 @@ def _require(context: dict[str, Any], key: str, why: str) -> None:
 
 
 def build_job(step: Step, plans: PlanSet, inv: Inventory) -> Job:
-    """The playbook and extra variables for one step."""
-    common = {"fjmig_step": step.id}
+    """The playbook and extra variables for one step (plans/kinds.py declares which, per kind)."""
+    kind = KINDS[step.kind]
+    if kind.playbook is None:
+        raise JobError(f"{step.id}: steps of kind {step.kind} run no playbook")
+    values, hosts = _job_values(step, plans, inv)
+    extravars = {"fjmig_step": step.id, **{name: values[name] for name in kind.variables}}
+    return Job(step.id, kind.playbook, extravars, tuple(hosts))
+
+
+def _job_values(step: Step, plans: PlanSet, inv: Inventory) -> tuple[dict[str, Any], list[str]]:
+    """Every value a step's playbook may receive, and the inventory hosts its job touches."""
     if step.kind in ("presync", "cutover", "verify", "share", "decommission", "rollback"):
         ctx = _system_context(plans, inv, step.dept, step.subject)
         if not inv.has(ctx["source_host"]):
@@ -75,36 +85,25 @@ def build_job(step: Step, plans: PlanSet, inv: Inventory) -> Job:
         if step.kind != "decommission":
             _require(ctx, "target_host", f"no target for {step.system_id} in the outputs "
                                          "(pulumi stack output --json of its stack, or the lab's outputs.json)")
-        keys = {
-            "presync": ("dept", "system", "data_path", "source_host", "target_host", "target_address"),
-            "verify": ("dept", "system", "data_path", "source_host", "target_host", "target_address", "service_port"),
-            "cutover": ("dept", "system", "data_path", "source_host", "target_host", "target_address", "service_key",
-                        "service_port", "service_name", "office_hosts"),
-            "rollback": ("dept", "system", "data_path", "source_host", "target_host", "target_address", "service_key",
-                         "service_port", "service_name", "office_hosts", "source_address"),
-            "decommission": ("dept", "system", "data_path", "source_host", "service_key"),
-            "share": ("dept", "system", "data_path", "target_host"),
-        }[step.kind]
-        extravars = {**common, **{k: ctx[k] for k in keys}}
         hosts = [ctx["source_host"]] + ([ctx["target_host"]] if ctx.get("target_host") else [])
         if step.kind == "decommission":
             plan = plans.departments[step.dept]
             archive = inv.archive(step.dept, plan.target_group)
             if not archive:
                 raise JobError(f"no archive host for {step.dept} in the outputs ('archives')")
-            extravars.update(archive_host=archive["host"], archive_address=archive["address"])
+            ctx.update(archive_host=archive["host"], archive_address=archive["address"])
             hosts.append(archive["host"])
         elif step.kind == "share":
             platform = inv.platform()
             if not platform:
                 raise JobError("no sharing platform in the outputs ('platform') or inventory")
             _, system = plans.systems[step.system_id]
-            extravars.update(platform_host=platform["host"], platform_address=platform["address"],
-                             catalog=catalog_entry(step.dept, system, ctx))
+            ctx.update(platform_host=platform["host"], platform_address=platform["address"],
+                       catalog=catalog_entry(step.dept, system, ctx))
             hosts = [ctx["target_host"], platform["host"]]
         elif step.kind in ("cutover", "rollback"):
             hosts += ctx["office_hosts"]
-        return Job(step.id, f"{step.kind}.yml", extravars, tuple(hosts))
+        return ctx, hosts
 
     plan = plans.departments[step.dept]
     if step.kind == "retire":
@@ -116,16 +115,15 @@ def build_job(step: Step, plans: PlanSet, inv: Inventory) -> Job:
             if system is not None and system.migrates:
                 ctx = _system_context(plans, inv, step.dept, name)
                 checks.append({"name": ctx["service_name"], "port": ctx["service_port"]})
-        hosts = (office,) if inv.has(office) else ()
-        return Job(step.id, "retire.yml", {**common, "dept": step.dept, "network": network.id, "office_host": office,
-                                           "checks": checks}, hosts)
+        hosts = [office] if inv.has(office) else []
+        return {"dept": step.dept, "network": network.id, "office_host": office, "checks": checks}, hosts
     if step.kind == "close":
-        assert plan.datacenter is not None
+        if plan.datacenter is None:
+            raise JobError(f"{step.id}: {step.dept} has no data center to close")
         keys = [service_key(step.dept, s.id) for s in plan.systems
                 if system_steps(s) and s.host in plan.datacenter.hosts]
-        return Job(step.id, "close.yml", {**common, "dept": step.dept, "datacenter": plan.datacenter.id,
-                                          "dc_hosts": list(plan.datacenter.hosts), "service_keys": keys},
-                   tuple(plan.datacenter.hosts))
+        return ({"dept": step.dept, "datacenter": plan.datacenter.id, "dc_hosts": list(plan.datacenter.hosts),
+                 "service_keys": keys}, list(plan.datacenter.hosts))
     raise JobError(f"{step.id}: no playbook for steps of kind {step.kind}")
 
 

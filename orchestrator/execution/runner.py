@@ -190,12 +190,20 @@ def job_token(job_tag: str, step_id: str) -> str:
     return f"{job_tag}:{step_id}"
 
 
+def cancel_job(hosts: list[str], tokens: list[str]) -> Job:
+    """The job that stops, on HOSTS, what jobs with TOKENS left running (playbooks/cancel.yml)."""
+    targets = tuple(sorted(set(hosts)))
+    return Job("cancel", "cancel.yml", {"fjmig_cancel_hosts": list(targets), "fjmig_cancel_tokens": tokens}, targets)
+
+
+def quiet_config(config: RunnerConfig) -> RunnerConfig:
+    """A run's configuration for a job of its own (no token, no check mode, no step log)."""
+    return dataclasses.replace(config, job_tag=None, check=False, log_dir=None)
+
+
 def stop_remote(hosts: list[str], tokens: list[str], config: RunnerConfig) -> JobResult:
-    """Stop, on HOSTS, what jobs with TOKENS left running (playbooks/cancel.yml)."""
-    quiet = dataclasses.replace(config, job_tag=None, check=False, log_dir=None)
-    job = Job("cancel", "cancel.yml", {"fjmig_cancel_hosts": sorted(set(hosts)), "fjmig_cancel_tokens": tokens},
-              tuple(sorted(set(hosts))))
-    return run_job(job, quiet, threading.Event())
+    """Stop, on HOSTS, what jobs with TOKENS left running."""
+    return run_job(cancel_job(hosts, tokens), quiet_config(config), threading.Event())
 
 
 def run_job(job: Job, config: RunnerConfig, cancel: threading.Event,

@@ -274,6 +274,15 @@ STRUCTURAL_RULES: tuple[Rule, ...] = (
 )
 
 
+def structural_findings(plans: PlanSet) -> list[Finding]:
+    """What loading found and every structural rule: whether the plans describe something that can
+    be built and moved (valid.load_valid), before any question of when."""
+    findings = list(plans.findings)
+    for rule in STRUCTURAL_RULES:
+        findings.extend(rule(plans))
+    return findings
+
+
 def schedule_findings(plans: PlanSet, sched: Schedule, strict: bool) -> Iterator[Finding]:
     """`deadline` and `window`: what only the schedule can tell."""
     late_by_subject: dict[tuple[str, str, str], list[object]] = {}
@@ -343,9 +352,7 @@ def _beyond_calendar(plans: PlanSet, sched: Schedule) -> Finding | None:
 
 def validate(plans: PlanSet, options: Options) -> Validation:
     """All findings at once: loading, structure, then the schedule (when the graph is sound)."""
-    findings = list(plans.findings)
-    for rule in STRUCTURAL_RULES:
-        findings.extend(rule(plans))
+    findings = structural_findings(plans)
     sched = None
     if not any(f.rule == "cycle" for f in findings) and plans.departments:
         sched = schedule(build_graph(plans), options.start, options.model)

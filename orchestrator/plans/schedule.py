@@ -25,7 +25,8 @@ from datetime import date, datetime, time, timedelta, timezone
 
 import networkx as nx
 
-from .steps import TRANSFER_KINDS, Step, StepGraph
+from .kinds import TRANSFER_KINDS
+from .steps import Step, StepGraph
 
 CST = timezone(timedelta(hours=8), "CST")
 INF = float("inf")

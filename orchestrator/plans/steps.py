@@ -8,21 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Literal
 
 import networkx as nx
 
+from .kinds import StepKind
 from .loader import PlanSet
 from .model import DepartmentPlan, System
-
-StepKind = Literal[
-    "presync", "cutover", "verify", "share", "decommission", "retire", "close", "milestone"
-]
-STEP_KINDS: tuple[str, ...] = (
-    "presync", "cutover", "verify", "share", "decommission", "retire", "close", "milestone"
-)
-TRANSFER_KINDS = frozenset({"presync", "cutover", "decommission", "share"})
-"""Steps that move data and so take one of the `--parallel` transfer slots."""
 
 # PLAN_FORMAT.md 'Deadlines'.
 POLICY_DEADLINES: dict[str, dict[str, date]] = {
@@ -76,7 +67,7 @@ def policy_deadline(plan: DepartmentPlan, kind: str) -> date:
     return default
 
 
-def system_steps(system: System) -> list[str]:
+def system_steps(system: System) -> list[StepKind]:
     """The step kinds of one system, in order."""
     if system.excluded:
         return []
@@ -114,7 +105,7 @@ def build_graph(plans: PlanSet) -> StepGraph:
                 sid = f"{dept_id}/{system.id}:{kind}"
                 steps[sid] = Step(
                     id=sid,
-                    kind=kind,  # type: ignore[arg-type]
+                    kind=kind,
                     dept=dept_id,
                     subject=system.id,
                     deadline=deadlines["decommission" if kind == "decommission" else "other"],

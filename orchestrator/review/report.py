@@ -26,9 +26,10 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from ..errors import FjmigError
 from ..plans.loader import PlanSet
 from ..plans.model import CENSUS_FIELDS, THEMES, DepartmentPlan, System
-from ..plans.rules import Validation
+from ..plans.rules import Options, Validation, validate
 from ..plans.schedule import CST, Schedule, schedule
 from ..plans.steps import StepGraph, policy_deadline, step_id
 
@@ -446,3 +447,18 @@ def build_report(plans: PlanSet, validation: Validation, progress: Progress | No
         themes=[ThemeFeed(t, THEME_LABELS[t], *feeds[t]) for t in THEMES],
         burndown=burn, gantt=gantt_rows(plans, ahead, progress),
     )
+
+
+class UnschedulablePlansError(FjmigError):
+    """The plans cannot be scheduled, so there is no scorecard to give."""
+
+
+def scorecard(plans: PlanSet, options: Options, journal: str | Path | None = None) -> tuple[Report, int]:
+    """The report of PLANS (validated with OPTIONS) and, when given, a journal's progress; and the
+    number of error findings the plans have (the report counts what loads)."""
+    validation = validate(plans, options)
+    if validation.schedule is None:
+        raise UnschedulablePlansError("the plans cannot be scheduled (run 'fjmig validate'): "
+                                      + "; ".join(f.format() for f in validation.errors[:3]))
+    progress = load_progress(journal) if journal else None
+    return build_report(plans, validation, progress), len(validation.errors)
