@@ -22,7 +22,7 @@ system of `--gb` GB each on one source host, then, once per round, side by side:
    the system by its name every 10 ms during the cutover and the longest stretch without an
    answer is the downtime users saw; and the cutover playbook's own report (freeze to switch,
    journaled as the step's `downtime_s`).
-Goals (issue 4): presync + cutover within 1.1x of the raw copy; the warm cutover's downtime at
+Goals: presync + cutover within 1.1x of the raw copy; the warm cutover's downtime at
 most 15% of a cold copy.
 """
 

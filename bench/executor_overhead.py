@@ -8,7 +8,7 @@ ansible-runner and ansible-playbook start-up.
 
     python bench/executor_overhead.py [--steps-per-kind 50]
 
-Goals (issue 4): fjmig within 1.2x of bare ansible-runner; with --parallel 4 on independent
+Goals: fjmig within 1.2x of bare ansible-runner; with --parallel 4 on independent
 steps, at least 85% of the ideal speed-up, where ideal = min(4, CPU cores) since each
 ansible-playbook start-up is CPU-bound.
 """

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FjmigError
-from .execution import session
+from .execution import runs
 from .execution.executor import Event, RunSummary
 from .journal import Journal
 from .plans.steps import build_graph
@@ -52,11 +52,11 @@ def run_demo(plans_dir: str, state: Path, *, keep: bool = False, parallel: int =
             for step in build_graph(plans).steps.values():
                 if step.approval:
                     journal.approve(step.id, "demo")
-        options = session.options_for(journal_path, parallel=parallel, operator="demo",
+        options = runs.options_for(journal_path, parallel=parallel, operator="demo",
                                       enforce_windows=False)  # the lab is a rehearsal
-        summary = session.run(plans, session.lab_targets(lab_dir), journal_path, options, on_event, on_stopping)
+        summary = runs.run(plans, runs.lab_targets(lab_dir), journal_path, options, on_event, on_stopping)
         report = write_report(plans, journal_path, state / "report.html")
-        return DemoResult(summary, session.status(plans, journal_path), journal_path, report,
+        return DemoResult(summary, runs.status(plans, journal_path), journal_path, report,
                           time.monotonic() - started)
     finally:
         if keep:
@@ -72,7 +72,7 @@ def run_demo(plans_dir: str, state: Path, *, keep: bool = False, parallel: int =
 def _clear(state: Path, journal_path: Path) -> None:
     """A demo starts from nothing: the previous demo's journal, logs and job dirs go."""
     for stale in (journal_path, journal_path.with_name("journal.db-wal"), journal_path.with_name("journal.db-shm"),
-                  session.logs_dir(journal_path), session.jobs_dir(journal_path).parent):
+                  runs.logs_dir(journal_path), runs.jobs_dir(journal_path).parent):
         if stale.is_dir():
             shutil.rmtree(stale)
         elif stale.exists():

@@ -29,7 +29,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
-    from ..execution.session import exit_status
+    from ..execution.runs import exit_status
 
     out = console()
 

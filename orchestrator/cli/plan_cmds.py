@@ -38,10 +38,21 @@ def add_plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="missed deadlines are errors, not warnings")
 
 
+def _rules_epilog() -> str:
+    from ..plans.findings import rule_doc
+    from ..plans.rules import RULES
+
+    width = max(map(len, RULES))
+    lines = [f"  {rule:<{width}}  {rule_doc(rule)}" for rule in RULES]
+    return "rules (each explained, with an example finding, in its section):\n" + "\n".join(lines)
+
+
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     validate = commands.add_parser("validate", help="check plans against the format and the policy",
-                                   description="Check every plan against PLAN_FORMAT.md and POLICY.md. "
-                                   "Exit 0 valid, 1 invalid, 2 usage error.")
+                                   description="Check every plan against the plan format (docs/PLAN_FORMAT.md) and "
+                                   "the province's policy (docs/POLICY.md); print every finding at once as "
+                                   "FILE:LINE: SEVERITY[RULE]: message. Exit 0 valid, 1 invalid, 2 usage error.",
+                                   epilog=_rules_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_plan_options(validate)
     add_format(validate)
     validate.set_defaults(handler=cmd_validate)
@@ -102,6 +113,8 @@ def _summary_line(plans: Any, result: Any) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from ..plans.findings import rule_doc
+
     with gc_paused():
         plans, result = load_and_validate(args)
     if args.format == "json":
@@ -114,7 +127,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         })
     else:
         _print_findings(result, stderr=False)
-        console(stderr=True).print(_summary_line(plans, result), markup=False)
+        err = console(stderr=True)
+        err.print(_summary_line(plans, result), markup=False)
+        fired = sorted({f.rule for f in result.findings})
+        if fired:
+            err.print("rules: " + ", ".join(rule_doc(rule) for rule in fired), markup=False)
     return 1 if result.errors else 0
 
 

@@ -1,4 +1,4 @@
-"""`fjmig run`, `status`, `approve`, `rollback`: the command line of execution/session.py."""
+"""`fjmig run`, `status`, `approve`, `rollback`: the command line of execution/runs.py."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 def targets(args: argparse.Namespace) -> Inventory:
     """Where the steps run: the lab's inventory and outputs, or the user's."""
     from ..execution.inventory import load_inventory
-    from ..execution.session import lab_targets
+    from ..execution.runs import lab_targets
 
     if args.lab:
         return lab_targets(Path(args.lab))
@@ -121,29 +121,29 @@ def stopping() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..execution import session
+    from ..execution import runs
 
     plans = valid_plans(args.plans)
-    unknown = session.check_selection(plans, args.only)
+    unknown = runs.check_selection(plans, args.only)
     if unknown:
         raise UsageError(f"--only {unknown[0]}: no such department or system in {args.plans}")
     inventory = targets(args)
-    options = session.options_for(
+    options = runs.options_for(
         args.journal, parallel=args.parallel, only=args.only, until=args.until, check=args.check,
         retries=args.retries, backoff_s=args.backoff, playbook_server=not args.no_playbook_server,
         enforce_windows=not (args.lab or args.ignore_windows),
     )
     with Reporter(args.format) as reporter:
-        summary = session.run(plans, inventory, args.journal, options, reporter, stopping)
+        summary = runs.run(plans, inventory, args.journal, options, reporter, stopping)
     if args.format == "text":
         print_summary(summary)
-    return session.exit_status(summary)
+    return runs.exit_status(summary)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from ..execution import session
+    from ..execution import runs
 
-    data = session.status(valid_plans(args.plans), args.journal)
+    data = runs.status(valid_plans(args.plans), args.journal)
     if args.format == "json":
         print_json({"journal": str(args.journal), **data})
         return 0
@@ -174,12 +174,12 @@ def print_status(data: dict[str, Any], journal: Path) -> None:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    from ..execution import session
+    from ..execution import runs
     from ..journal import operator_name
 
     plans = valid_plans(args.plans)
     gid = system_arg(plans, args.system)
-    result = session.approve(plans, args.journal, gid, args.by or operator_name())
+    result = runs.approve(plans, args.journal, gid, args.by or operator_name())
     out = console()
     if not result.required:
         out.print(f"note: {gid} does not require approval (cutover.approval is false)", style="yellow")
@@ -190,11 +190,11 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from ..execution import session
+    from ..execution import runs
 
     plans = valid_plans(args.plans)
     gid = system_arg(plans, args.system)
-    result = session.rollback(plans, targets(args), args.journal, gid)
+    result = runs.rollback(plans, targets(args), args.journal, gid)
     if result.status != "successful":
         raise UserError(f"rollback of {gid} failed: {result.message}")
     console().print(f"rolled back {gid}: service is on its source again; 'fjmig run' redoes the cutover",

@@ -8,21 +8,20 @@ environment and working directory, and forks a child per job that runs ansible-c
 `ansible-playbook` entry point (`ansible.cli.playbook.main`), so the playbook still runs
 unchanged, under ansible-runner, with runner's callback and events.
 
-The link is the `binary` ansible-runner starts (runner.WRAPPER, playbook_client.py): it hands the server its
-argv, environment, working directory and terminal (stdin/stdout/stderr, passed as file
-descriptors over a unix socket), waits for the exit status and exits with it. If the wrapper
-dies (runner cancels a job by killing its process group), the server kills the child's process
-group. The fast path is only taken when nothing that Ansible reads at import time differs from
-the server's (every ANSIBLE_* variable but the per-job fact cache path, and the working
-directory); otherwise the child execs the real ansible-playbook, so a mismatch costs speed,
-never correctness. Stdlib only.
+The link is the `binary` ansible-runner starts (runner.WRAPPER, playbook_client.py): it hands the
+server its argv, environment, working directory and terminal (stdin/stdout/stderr, passed as
+file descriptors over a unix socket), waits for the exit status and exits with it. If the
+wrapper dies (runner cancels a job by killing its process group), the server kills the child's
+process tree. The fast path is only taken when nothing that Ansible reads at import time differs
+from the server's (ansible_internals.import_fingerprint); otherwise the child execs the real
+ansible-playbook, so a mismatch costs speed, never correctness, and the run reports it. What the
+server relies on of ansible's insides is in ansible_internals.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import os
 import selectors
 import shutil
@@ -32,25 +31,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import ansible_internals as internals
 from .playbook_client import recv, send
 
 SERVER_FLAG = "--fjmig-playbook-server"
 """In the server's argv, so that orphan reaping recognises its children (runner._is_ansible_group)."""
-PER_JOB_VARS = frozenset({"ANSIBLE_CACHE_PLUGIN_CONNECTION", "ANSIBLE_LOCAL_TEMP"})
-"""ANSIBLE_* variables that differ between jobs: Ansible reads them only at run time, or (the local
-temporary directory, made at import) the child sets them itself (_run_child)."""
 _PR_SET_PDEATHSIG = 1
-
-
-def _import_fingerprint(env: dict[str, str], cwd: str) -> dict[str, str]:
-    """What ansible-core reads when it is imported (configuration): must match for the fast path."""
-    keys = {k: v for k, v in env.items() if k.startswith("ANSIBLE_") and k not in PER_JOB_VARS}
-    return {**keys, "\0cwd": os.path.realpath(cwd)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -78,20 +68,12 @@ def serve(socket_path: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     import ansible.cli.playbook  # noqa: F401  (the point of the server)
-    from ansible import constants
 
-    for module in ("ansible.executor.task_executor", "ansible.executor.process.worker",
-                   "ansible.plugins.strategy.linear", "ansible.plugins.connection.ssh",
-                   "ansible.plugins.connection.local", "ansible.plugins.action.command",
-                   "ansible.plugins.action.normal", "ansible.plugins.inventory.yaml",
-                   "ansible.plugins.callback.default", "ansible.template"):
-        with contextlib.suppress(Exception):
-            __import__(module)
-
-    _cache_collection_metadata()
-    _preload_plugins()
-    fingerprint = _import_fingerprint(dict(os.environ), os.getcwd())
-    local_tmp_root = os.path.dirname(str(constants.DEFAULT_LOCAL_TMP))
+    internals.preload_modules()
+    internals.cache_collection_metadata()
+    internals.preload_plugins()
+    fingerprint = internals.import_fingerprint(dict(os.environ), os.getcwd())
+    local_tmp_root = internals.local_tmp_root()
     counts = {"forked": 0, "fallback": 0}
 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -126,7 +108,7 @@ def serve(socket_path: str) -> None:
                             send(conn, dict(counts))
                         conn.close()
                         continue
-                    fast = _import_fingerprint(request["env"], request["cwd"]) == fingerprint
+                    fast = internals.import_fingerprint(request["env"], request["cwd"]) == fingerprint
                     counts["forked" if fast else "fallback"] += 1
                     pid = os.fork()
                     if pid == 0:  # the child never returns
@@ -153,8 +135,8 @@ def serve(socket_path: str) -> None:
                         recv(job.conn)  # a signal the wrapper was sent (e.g. SIGHUP: fjmig died)
                     except (OSError, EOFError, ValueError):
                         selector.unregister(job.conn)  # the wrapper is gone: runner cancelled the job
-                    # Either way the playbook goes, all of it: ansible's workers are in sessions of
-                    # their own, so a signal to the playbook's process group would leave them running.
+                    # Either way the playbook goes, all of it: ansible's workers call setsid(), so a
+                    # signal to the playbook's process group would leave them running.
                     kill_tree(job.pid)
                 else:
                     job = jobs.pop(tag[1], None)
@@ -191,7 +173,7 @@ def _children_map() -> dict[int, list[int]]:
 
 
 def process_tree(root: int) -> list[int]:
-    """ROOT and every process below it, whatever its session or process group."""
+    """ROOT and every process below it, whatever process group it moved to (setsid, setpgid)."""
     children = _children_map()
     tree, queue = [], [root]
     while queue:
@@ -221,63 +203,6 @@ def kill_tree(root: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _cache_collection_metadata() -> None:
-    """Every ansible process parses ansible.builtin's plugin routing table
-    (config/ansible_builtin_runtime.yml) with PyYAML's Python constructor: ~0.25 s, a third of a
-    no-op playbook. ansible documents `_meta_yml_to_dict` as replaceable by an implementation that
-    caches; this one caches by content (sha256), and parses the builtin table once, here."""
-    import ansible
-    from ansible.utils.collection_loader import _collection_finder
-
-    parse = _collection_finder._meta_yml_to_dict
-    if parse is None:
-        return
-    cache: dict[str, Any] = {}
-
-    def cached(data: bytes | str, content_id: Any) -> Any:
-        key = hashlib.sha256(data if isinstance(data, bytes) else data.encode()).hexdigest()
-        if key not in cache:
-            cache[key] = parse(data, content_id)
-        return cache[key]
-
-    _collection_finder._meta_yml_to_dict = cached
-    with contextlib.suppress(OSError, ValueError):
-        path = os.path.join(os.path.dirname(ansible.__file__), "config", "ansible_builtin_runtime.yml")
-        with open(path, "rb") as handle:
-            cached(handle.read(), ("ansible.builtin", "runtime.yml"))
-
-
-def _preload_plugins() -> None:
-    """Load, once, the plugins every job loads: each ansible process otherwise imports them and
-    parses their documentation (YAML, for their configuration definitions) again; the callbacks
-    alone, all of which ansible loads to find the enabled ones, cost ~0.3 s a job. Needs the
-    plugin loader initialised as ansible-playbook initialises it (the run's environment and
-    working directory: the server's, checked per job by the fingerprint); the child's own
-    initialisation then finds it done. Best effort: a job loads whatever is not here itself."""
-    try:
-        from ansible import constants
-        from ansible.plugins import loader
-
-        loader.init_plugin_loader([])
-        # ansible's own callbacks only: ansible-runner's reads its job's environment on import
-        callbacks = Path(loader.__file__).parent / "callback"
-        for path in sorted(callbacks.glob("[a-z]*.py")):
-            loader.callback_loader.get(f"ansible.builtin.{path.stem}", class_only=True)
-        for name in constants.INVENTORY_ENABLED:
-            loader.inventory_loader.get(name)
-        # Every connection, shell and become plugin: ansible-playbook loads them all when a playbook
-        # starts (PlaybookExecutor.run, to cache their configuration definitions), ~0.3 s a job.
-        for plugins in (loader.vars_loader, loader.connection_loader, loader.shell_loader, loader.become_loader):
-            list(plugins.all(class_only=True))
-        for plugins, names in ((loader.strategy_loader, ("linear",)),
-                               (loader.action_loader, ("raw", "assert", "set_fact", "set_stats", "normal",
-                                                       "command"))):
-            for name in names:
-                plugins.get(f"ansible.builtin.{name}", class_only=True)
-    except Exception:  # noqa: S110 (an optimisation: jobs load what is missing themselves)
-        pass
-
-
 def _run_child(conn: socket.socket, request: dict[str, Any], fds: list[int], fast: bool,
                local_tmp_root: str) -> None:
     code = 1
@@ -302,27 +227,15 @@ def _run_child(conn: socket.socket, request: dict[str, Any], fds: list[int], fas
                 handle.write(str(os.getpid()))
         if not fast:
             os.execvp("ansible-playbook", ["ansible-playbook", *argv[1:]])  # noqa: S606 (argv, no shell)
-        from ansible import constants
-        from ansible.cli.playbook import main
-
-        # The local temporary directory is made when ansible is imported: make the job's own, where
-        # its ANSIBLE_LOCAL_TEMP says (runner.py: in the job dir, which goes even when the job is killed).
-        job_tmp = os.path.expanduser(os.environ.get("ANSIBLE_LOCAL_TEMP", ""))
-        constants.DEFAULT_LOCAL_TMP = tempfile.mkdtemp(prefix=f"ansible-local-{os.getpid()}",
-                                                       dir=job_tmp if os.path.isdir(job_tmp) else local_tmp_root)
-        with contextlib.suppress(Exception):
-            from ansible.utils.display import Display
-
-            Display()._set_column_width()
+        # The job's own local temporary directory, where its ANSIBLE_LOCAL_TEMP says (runner.py: in
+        # the job dir, which goes even when the job is killed).
+        internals.job_local_tmp(os.path.expanduser(os.environ.get("ANSIBLE_LOCAL_TEMP", "")), local_tmp_root)
+        internals.reset_display_width()
         sys.argv = ["ansible-playbook", *argv[1:]]
-        # The server initialised the plugin loader (_preload_plugins), as this run would have.
-        warnings.filterwarnings("ignore", message="AnsibleCollectionFinder has already been configured")
         try:
-            main(sys.argv)
-        except SystemExit as done:
-            code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+            code = internals.run_playbook_cli(sys.argv)
         finally:
-            shutil.rmtree(str(constants.DEFAULT_LOCAL_TMP), ignore_errors=True)
+            internals.remove_local_tmp()
     except BaseException as exc:  # the child must always exit, never return
         with contextlib.suppress(Exception):
             sys.stderr.write(f"fjmig playbook server: {exc!r}\n")
@@ -391,12 +304,9 @@ class PlaybookServer:
 
 
 def _exit_now() -> None:
-    """Exit without the interpreter's teardown of ansible's module graph (measured 0.37-0.42 s,
-    which every run waited for at its end): first do the one thing ansible registered with atexit,
-    removing the server's own local temporary directory."""
-    from ansible import constants
-
-    shutil.rmtree(str(constants.DEFAULT_LOCAL_TMP), ignore_errors=True)
+    """Exit without the interpreter's teardown of ansible's module graph (it takes ~0.4 s, which
+    every run would wait for at its end), doing first what ansible registered with atexit."""
+    internals.remove_local_tmp()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

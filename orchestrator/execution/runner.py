@@ -1,4 +1,4 @@
-"""Running one job through ansible-runner, safely (see the pitfalls in DESIGN.md).
+"""Running one job through ansible-runner, safely (docs/EXECUTION.md, 'ansible-runner: what fjmig guards against').
 
 - A fresh private data dir per job (runner reuses `env/*` files and fixed inventory names).
 - ANSIBLE_HOST_KEY_CHECKING=True always: runner would otherwise accept unknown keys.
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import ansible_internals as internals
 from .jobs import Job
 from .playbook_server import SERVER_FLAG, PlaybookServer, kill_tree
 
@@ -127,7 +128,7 @@ def reap_orphans(work_dir: Path) -> list[int]:
             with contextlib.suppress(OSError, ValueError):
                 pgid = int(pgid_file.read_text().strip())
                 if pgid > 1 and _is_ansible_group(pgid):
-                    kill_tree(pgid)  # ansible's workers run in sessions of their own
+                    kill_tree(pgid)  # ansible's workers call setsid(): the group alone misses them
                     with contextlib.suppress(OSError):
                         os.killpg(pgid, signal.SIGKILL)
                     killed.append(pgid)
@@ -170,17 +171,10 @@ def close_control_masters(control_dir: Path) -> None:
 def playbook_server(config: RunnerConfig) -> PlaybookServer:
     """The run's playbook server, started with the environment ansible-runner gives its jobs (so
     that ansible's configuration is the same; playbook_server.py checks it per job)."""
-    from ansible_runner.config.runner import RunnerConfig as AnsibleRunnerConfig
-
     if config.control_dir is None:
         raise ValueError("a playbook server needs the run's shared control_dir")
-    with tempfile.TemporaryDirectory(prefix="fjenv-") as tmp:
-        prepared = AnsibleRunnerConfig(private_data_dir=tmp, project_dir=str(config.playbooks_dir),
-                                       playbook="presync.yml", envvars=_envvars(config.control_dir, config),
-                                       binary=str(playbook_wrapper(config.work_dir).resolve()), ident="job",
-                                       quiet=True)
-        prepared.prepare()
-        env = {k: str(v) for k, v in prepared.env.items()}
+    env = internals.runner_environment(config.playbooks_dir, _envvars(config.control_dir, config),
+                                       playbook_wrapper(config.work_dir).resolve())
     env["FJMIG_WORK_DIR"] = str(config.work_dir.resolve())  # whose server this is (ps, tests)
     return PlaybookServer(config.playbooks_dir, env)
 
@@ -245,33 +239,12 @@ def _error_output(res: dict[str, Any]) -> str:
 _PTY_PATCH_LOCK = threading.Lock()
 
 
-def _skip_close_delay_after_exit() -> None:
-    """ptyprocess sleeps 0.1 s in close() "to give the kernel time to update the process status".
-    ansible-runner closes every job's pty only after the playbook has exited and been reaped
-    (its loop runs while isalive()), so each job paid 0.1 s for a status it already had: a sixth
-    of a no-op step. The sleep is skipped only for a child known to be terminated; close() on a
-    live child is unchanged. Applied once per process."""
-    from ptyprocess import PtyProcess
-
-    with _PTY_PATCH_LOCK:
-        if getattr(PtyProcess.close, "_fjmig", False):
-            return
-        original = PtyProcess.close
-
-        def close(self: Any, force: bool = True) -> None:
-            if self.terminated:
-                self.delayafterclose = 0
-            original(self, force)
-
-        close._fjmig = True  # type: ignore[attr-defined]
-        PtyProcess.close = close  # type: ignore[method-assign]
-
-
 def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event,
              on_presync_done: Callable[[dict[str, int]], None] | None) -> JobResult:
     import ansible_runner
 
-    _skip_close_delay_after_exit()
+    with _PTY_PATCH_LOCK:
+        internals.skip_pty_close_delay()
 
     config.work_dir.mkdir(parents=True, exist_ok=True)
     job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=config.work_dir)).resolve()

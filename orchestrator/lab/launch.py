@@ -128,7 +128,7 @@ def boot_host(spec: dict[str, Any], common: dict[str, Any], service: Any) -> Non
     bind(common["ssh_dir"], "/root/.ssh", read_only=True)
     mount("fjmig-run", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64m")
     os.mkdir("/run/sshd", 0o755)
-    os.mkdir("/run/tmp", 0o700)  # sessions' TMPDIR (sshd_config SetEnv); only root logs in
+    os.mkdir("/run/tmp", 0o700)  # SSH sessions' TMPDIR (sshd_config SetEnv); only root logs in
     if spec.get("hosts_file"):
         bind(spec["hosts_file"], "/etc/hosts")
     socket.sethostname(spec["hostname"])

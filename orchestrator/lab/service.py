@@ -11,10 +11,9 @@ process start time, so a recycled pid is never mistaken for the service and neve
 Standard library only: it runs on every lab host with the system python3, isolated and without
 the site module (`-IS`: no PYTHON* variables, no site-packages; a site-packages with .pth files
 costs ~40 ms a start). A cutover's freeze window runs it twice (stop, start), so a start or stop
-imports only what it needs: the commands the playbooks send are parsed by hand (argparse and re
-were ~25 ms of a ~70 ms run), anything else goes through argparse for its help and messages;
-pathlib, typing and socket are not imported on that path (the server imports socket): ~40 ms a
-run instead of ~75.
+imports only what it needs: the commands the playbooks send are parsed by hand (importing argparse
+and re costs ~25 ms), anything else goes through argparse for its help and messages; pathlib,
+typing and socket are not imported on that path (the server imports socket).
 """
 
 from __future__ import annotations

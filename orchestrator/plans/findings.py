@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+RULES_DOC = "docs/PLAN_FORMAT.md"
+"""Where each rule is explained: its section's anchor is the rule id (docs/PLAN_FORMAT.md#cycle)."""
+
 Severity = Literal["error", "warning"]
 YamlPath = tuple[str | int, ...]
 
@@ -25,7 +28,7 @@ class Finding:
     line: int | None = field(default=None)
 
     def format(self) -> str:
-        """`FILE:LINE: error[RULE]: message`, the format PLAN_FORMAT.md fixes."""
+        """`FILE:LINE: error[RULE]: message`, the format docs/PLAN_FORMAT.md fixes."""
         return f"{self.file}:{self.line or 1}: {self.severity}[{self.rule}]: {self.message}"
 
     def as_dict(self) -> dict[str, object]:
@@ -36,7 +39,13 @@ class Finding:
             "rule": self.rule,
             "message": self.message,
             "path": [str(p) for p in self.path],
+            "doc": rule_doc(self.rule),
         }
+
+
+def rule_doc(rule: str) -> str:
+    """The section of docs/PLAN_FORMAT.md that explains RULE."""
+    return f"{RULES_DOC}#{rule}"
 
 
 def sort_key(finding: Finding) -> tuple[str, int, str]:

@@ -395,7 +395,7 @@ def _schema_message(loc: tuple[Any, ...], error: dict[str, Any]) -> str:
     if kind == "missing":
         return f"{where}: required field is missing"
     if kind == "extra_forbidden":
-        return f"{where}: unknown field (check the spelling against PLAN_FORMAT.md)"
+        return f"{where}: unknown field (check the spelling against docs/PLAN_FORMAT.md)"
     message = error["msg"].removeprefix("Value error, ")
     if kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == ID_PATTERN:
         return (f"{where}: {error['input']!r} is not a valid id (lower-case letters, digits and '-', "

@@ -1,4 +1,4 @@
-"""The migration plan model: PLAN_FORMAT.md version 1 as pydantic v2 models.
+"""The migration plan model: docs/PLAN_FORMAT.md version 1 as pydantic v2 models.
 
 These models are the single source of truth for the plan format: the validator, the scheduler,
 the executor, the Pulumi programs and the reports all read plans through them, and

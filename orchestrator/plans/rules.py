@@ -1,4 +1,4 @@
-"""The rules of PLAN_FORMAT.md that `fjmig validate` enforces, one function per rule.
+"""The rules of docs/PLAN_FORMAT.md that `fjmig validate` enforces, one function per rule.
 
 Every rule takes the loaded plan set and returns findings located by YAML path; the loader
 turns paths into line numbers only for what is reported.

@@ -1,4 +1,4 @@
-"""Expanding plans into steps and the dependency graph between them (PLAN_FORMAT.md, 'steps').
+"""Expanding plans into steps and the dependency graph between them (docs/PLAN_FORMAT.md, 'steps').
 
 Step ids are `<dept>/<subject>:<kind>` (e.g. `fj-aic/registry:cutover`); milestones are
 `infra:<id>`. The graph is a networkx DiGraph whose nodes carry their `Step` as attribute `step`.
@@ -15,7 +15,7 @@ from .kinds import StepKind
 from .loader import PlanSet
 from .model import DepartmentPlan, System
 
-# PLAN_FORMAT.md 'Deadlines'.
+# docs/PLAN_FORMAT.md 'Deadlines'.
 POLICY_DEADLINES: dict[str, dict[str, date]] = {
     "decommission": {
         "province": date(2018, 2, 28),
@@ -56,7 +56,7 @@ def step_id(dept: str, subject: str, kind: str) -> str:
 
 
 def policy_deadline(plan: DepartmentPlan, kind: str) -> date:
-    """The step's deadline: POLICY.md by department level and kind, or the department's own."""
+    """The step's deadline: docs/POLICY.md by department level and kind, or the department's own."""
     dept = plan.department
     bucket = "institution" if dept.kind == "institution" else (
         "province" if dept.level == "province" else "local"

@@ -1,0 +1,2 @@
+"""What reviewers and overseers read: plan diffs for pull requests and the policy's scorecard.
+"""

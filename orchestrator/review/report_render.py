@@ -1,4 +1,4 @@
-"""The scorecard as Markdown (for a ledger in a repository or an issue) and JSON (for tools)."""
+"""The scorecard as Markdown (for a ledger in a repository or a ticket) and JSON (for tools)."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -25,9 +26,8 @@ from orchestrator.lab import netns as lab_netns
 from orchestrator.lab.check import check_host
 from orchestrator.lab.seed import verify
 from orchestrator.plans.loader import load_plans
-from tests.support import ROOT
+from tests.support import PLANS, ROOT
 
-PLANS = ROOT / "migration_plans"
 MINI = ROOT / "tests" / "fixtures" / "mini"
 NAME, INDEX = "fjlabt", 5
 BIN = Path(sys.executable).parent
@@ -53,6 +53,12 @@ def ssh(lab: LabState, host: str, *command: str, known_hosts: Path | None = None
 def python_on(lab: LabState, host: str, code: str) -> subprocess.CompletedProcess[str]:
     """Run a Python snippet on a lab host over SSH (the snippet travels as one argv element)."""
     return ssh(lab, host, "python3", "-c", _quote(code))
+
+
+def assert_all_hosts_answer(checks: list[Any], lab: LabState) -> None:
+    """Every host of the lab was checked, and answered with its pinned key."""
+    assert sorted(c.host for c in checks) == sorted(lab.topology.hosts)
+    assert [c for c in checks if not c.ok] == []
 
 
 def _quote(code: str) -> str:
@@ -327,7 +333,7 @@ def test_up_cleans_a_crashed_lab_and_a_failed_up_leaves_nothing(tmp_path: Path,
     with running_lab(MINI, state, NAME, INDEX) as small:
         assert f"{NAME}-leftover" not in lab_netns.list_netns(f"{NAME}-")
         assert f"{NAME}-99" not in lab_netns.list_links(f"{NAME}-")
-        assert all(r.ok for r in lab_check(small.paths.state_dir))
+        assert_all_hosts_answer(lab_check(small.paths.state_dir), small)
     assert lab_netns.list_netns(f"{NAME}-") == [] and not state.exists()
 
     def broken_boot(paths: object, topo: object, hosts: object) -> None:
@@ -360,7 +366,7 @@ def test_a_lab_whose_run_was_killed_is_removed_by_the_next_lab_of_its_name(tmp_p
         run.wait(timeout=30)
     assert any(lab_netns.starttime(pid) == st for pid, st in daemons.items()), "a killed run leaves its lab"
     with running_lab(MINI, tmp_path / "next", name, index) as lab:
-        assert all(r.ok for r in lab_check(lab.paths.state_dir))
+        assert_all_hosts_answer(lab_check(lab.paths.state_dir), lab)
         assert not [pid for pid, st in daemons.items() if lab_netns.starttime(pid) == st]
     assert lab_netns.list_netns(f"{name}-") == [] and lab_netns.list_links(f"{name}-") == []
 
@@ -368,20 +374,34 @@ def test_a_lab_whose_run_was_killed_is_removed_by_the_next_lab_of_its_name(tmp_p
     try:
         with pytest.raises(LabError, match="is running from"):
             lab_up(load_plans(MINI), tmp_path / "other", name=name, index=index)
-        assert all(r.ok for r in lab_check(kept.paths.state_dir))
+        assert_all_hosts_answer(lab_check(kept.paths.state_dir), kept)
     finally:
         lab_down(kept.paths.state_dir)
     assert lab_netns.list_netns(f"{name}-") == []
 
 
+AS_NOBODY = """
+import os, sys
+import orchestrator.cli, orchestrator.cli.lab_cmds, orchestrator.lab, orchestrator.lab.state, orchestrator.plans.loader
+# Everything fjmig needs is imported: now become a user without root (the clone may be unreadable
+# to it, wherever it lives), and run the command.
+os.setgroups([])
+os.setresgid(65534, 65534, 65534)
+os.setresuid(65534, 65534, 65534)
+sys.exit(orchestrator.cli.main(sys.argv[1:]))
+"""
+
+
 def test_without_root_lab_up_says_so_and_builds_nothing(tmp_path: Path) -> None:
-    if not shutil.which("setpriv"):
-        pytest.skip("setpriv (util-linux) is needed to drop root")
     tmp_path.chmod(0o777)
-    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(BIN / "fjmig"),
-                             "lab", "up", str(PLANS), "--state-dir", str(tmp_path / "state"), "--name", NAME,
-                             "--index", str(INDEX)], capture_output=True, text=True, timeout=120, check=False,
-                            env={**os.environ, "NO_COLOR": "1", "HOME": str(tmp_path)})
+    plans = tmp_path / "plans"
+    shutil.copytree(PLANS, plans)
+    for path in (plans, *plans.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    result = subprocess.run([sys.executable, "-c", AS_NOBODY, "lab", "up", str(plans), "--state-dir",
+                             str(tmp_path / "state"), "--name", NAME, "--index", str(INDEX)],
+                            capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+                            env={**os.environ, "NO_COLOR": "1", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)})
     assert result.returncode == 1, result.stderr
     assert "needs root" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "state").exists()

@@ -465,8 +465,7 @@ def test_sigkill_resumes_without_loss_or_repeated_cutovers(tmp_path: Path, kill_
         victim = _wait_for_state(journal, kill_during)
         if kill_during == "presync":  # kill while an rsync of the job runs on its source host
             assert _wait_for(lambda: _tagged(journal, b"rsync")), "no rsync of the presync seen"
-        else:
-            time.sleep(0.3)
+        # (a cutover journaled running is in its job's cutover part: its presync's copy is done)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert states(journal)[victim] == "running"
@@ -544,5 +543,5 @@ def test_journal_entries_hold_no_secrets(mini_lab: Path, tmp_path: Path) -> None
     for log in (tmp_path / "logs").rglob("*"):
         if log.is_file():
             assert "PRIVATE KEY" not in log.read_text(errors="replace")
-    jobs = tmp_path / "jobs" / journal.name  # a journal's own (execution.session.jobs_dir)
+    jobs = tmp_path / "jobs" / journal.name  # a journal's own (execution.runs.jobs_dir)
     assert jobs.is_dir() and not list(jobs.glob("job-*")), "job dirs (runner's env artifacts) must be pruned"

@@ -1,6 +1,6 @@
 """What `fjmig run`, `status`, `approve`, `rollback` and the demo do around the executor.
 
-A run session holds the journal's lock for as long as it runs, turns SIGINT/SIGTERM into a clean
+A run holds the journal's lock for as long as it runs, turns SIGINT/SIGTERM into a clean
 stop, and keeps its job dirs and step logs beside its journal (one jobs dir per journal: a run
 reaps only what a dead run of its own journal left). The CLI only parses, renders and maps
 errors to exit statuses; everything here is called directly by tests and the demo.
