@@ -113,8 +113,6 @@ def _summary_line(plans: Any, result: Any) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from ..plans.findings import rule_doc
-
     with gc_paused():
         plans, result = load_and_validate(args)
     if args.format == "json":
@@ -127,11 +125,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         })
     else:
         _print_findings(result, stderr=False)
-        err = console(stderr=True)
-        err.print(_summary_line(plans, result), markup=False)
-        fired = sorted({f.rule for f in result.findings})
-        if fired:
-            err.print("rules: " + ", ".join(rule_doc(rule) for rule in fired), markup=False)
+        console(stderr=True).print(_summary_line(plans, result), markup=False)
     return 1 if result.errors else 0
 
 
