@@ -6,7 +6,7 @@ The plan set is generated: 50 departments, each with one zombie system and a dat
 no-op play on localhost, so what is measured is the orchestration: graph, journal, job dirs,
 ansible-runner and ansible-playbook start-up.
 
-    python bench/executor_overhead.py [--steps-per-kind 50]
+    python bench/executor_overhead.py [--departments 50]
 
 Goals: fjmig within 1.2x of bare ansible-runner; with --parallel 4 on independent
 steps, at least 85% of the ideal speed-up, where ideal = min(4, CPU cores) since each

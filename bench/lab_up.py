@@ -1,6 +1,6 @@
 """Time `fjmig lab up` and `fjmig lab down` on the shipped plans (goal: up in under 5 s).
 
-    sudo /work/venv/bin/python bench/lab_up.py [--runs 3] [--name fjbench] [--index 6] [--plans migration_plans]
+    sudo .venv/bin/python bench/lab_up.py [--runs 3] [--name fjbench] [--index 6] [--plans migration_plans]
 
 Runs the real command line (as a user would) RUNS times, each followed by `lab down`, and prints
 the wall time of each, the median, the CPU time the commands used, and the load average (the

@@ -3,7 +3,7 @@
 The tests use it, and so can a reviewer: `python -m infra.mockrun provincial-cloud` lists what
 the stack would register and prints its outputs. Mocks echo inputs back as outputs (ids are
 `<name>-id`) and answer the few lookups the program makes; they validate nothing, so the tests
-check CIDRs, ports and quotas themselves (DESIGN.md, "Pulumi mock tests").
+check CIDRs, ports and quotas themselves (docs/INFRA.md says what the mock tests prove).
 """
 
 from __future__ import annotations

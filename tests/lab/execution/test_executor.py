@@ -517,7 +517,7 @@ def test_second_concurrent_run_is_refused_and_ctrl_c_stops_everything(tmp_path: 
 
 
 def _server_of(proc: Path) -> bool:
-    """A playbook server (forkserver.py) started by a process that is gone."""
+    """A playbook server (execution/playbook_server.py) started by a process that is gone."""
     try:
         cmdline = (proc / "cmdline").read_bytes().split(b"\0")
         ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])

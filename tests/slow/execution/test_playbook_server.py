@@ -1,4 +1,4 @@
-"""The playbook server (orchestrator/forkserver.py): jobs run through ansible-runner exactly as
+"""The playbook server (orchestrator/execution/playbook_server.py): jobs run through ansible-runner exactly as
 without it (events, stats, exit status, cancel), only faster; a mismatch falls back to exec."""
 
 from __future__ import annotations
