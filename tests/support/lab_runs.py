@@ -102,10 +102,16 @@ def playbooks_of(base: Path) -> list[int]:
 
 
 def tagged(journal: Path, command: bytes | None = None) -> list[int]:
-    """Processes, local or on lab hosts, tagged with this journal's job tokens (cancel.yml)."""
-    with Journal.open(journal, readonly=True) as j:
-        marker = f"FJMIG_JOB_TOKEN={j.identity()}:".encode()
-    return processes(marker, command=command)
+    """Processes, local or on lab hosts, tagged with this journal's job tokens (cancel.yml); none
+    before the journal's first run has named it."""
+    conn = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'id'").fetchone()
+    except sqlite3.DatabaseError:
+        row = None
+    finally:
+        conn.close()
+    return processes(f"FJMIG_JOB_TOKEN={row[0]}:".encode(), command=command) if row else []
 
 
 def wait_for(predicate, timeout: float = 60) -> bool:
