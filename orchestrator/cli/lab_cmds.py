@@ -54,6 +54,15 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     add_format(down)
     down.set_defaults(handler=cmd_down)
 
+    for verb, helptext in (("disconnect", "cut the link between the control node and a host (both ways)"),
+                           ("reconnect", "restore the link that `lab disconnect` cut")):
+        cut = sub.add_parser(verb, help=helptext,
+                             description=f"{helptext[0].upper()}{helptext[1:]}. The host keeps reaching every "
+                             "other host: rehearse a control node that loses its network mid-cutover.")
+        cut.add_argument("host", metavar="HOST", help="a lab host (fjmig lab status lists them)")
+        common(cut)
+        cut.set_defaults(handler=cmd_disconnect, reconnect=verb == "reconnect")
+
     status = sub.add_parser("status", help="hosts, addresses, sshd state and networks")
     common(status)
     add_format(status)
@@ -162,6 +171,18 @@ def _print_status(status: dict[str, Any]) -> None:
         present = "" if net["present"] else "  (bridge MISSING)"
         out.print(f"{net['name']:<{width}}  {net['plan_cidr'] or '-':<18}  {net['lab_cidr']:<18}  {net['bridge']:<12}  "
                   f"{members}{present}", markup=False)
+
+
+def cmd_disconnect(args: argparse.Namespace) -> int:
+    from ..lab import LabError, lab_disconnect
+
+    try:
+        lab_disconnect(args.state_dir, args.host, reconnect=args.reconnect)
+    except LabError as exc:
+        raise _lab_error(exc) from None
+    done = "reconnected to" if args.reconnect else "disconnected from"
+    console().print(f"{args.host} {done} the control node", markup=False)
+    return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:

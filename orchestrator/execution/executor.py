@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,14 @@ from ..journal import Journal, operator_name
 from ..plans.kinds import selected_by_until
 from ..plans.loader import PlanSet
 from ..plans.steps import Step, StepGraph, build_graph
+from . import freezes
 from .inventory import Inventory
 from .jobs import Job, JobError, build_job
 from .playbook_server import PlaybookServer
 from .runner import (
     JobResult,
     RunnerConfig,
+    armed_freezes,
     cancel_job,
     close_control_masters,
     job_token,
@@ -142,10 +144,15 @@ class Executor:
         self.on_event(Event(kind, step_id, kw.pop("state", None), kw.pop("message", None), {**data, **kw}))
 
     def _record(self, step_id: str, state: str, message: str | None = None,
-                stats: dict[str, Any] | None = None) -> None:
+                stats: dict[str, Any] | None = None, *, settles: bool = True) -> None:
         """The one path from a step's new state to the run's state and the journal. Check mode
-        changes nothing: its outcomes are audit notes, and its successes are remembered in memory."""
-        self.state.settle(step_id, state, message)
+        changes nothing: its outcomes are audit notes, and its successes are remembered in memory.
+        `settles=False` journals what became known about a step this run has yet to run (a
+        leftover's freeze) without settling it here."""
+        if settles:
+            self.state.settle(step_id, state, message)
+        elif message:
+            self.state.messages[step_id] = message
         if not self.options.check:
             self.journal.record(self.run_id, step_id, state, message, stats)
         elif state != "running":
@@ -359,6 +366,9 @@ class Executor:
             job = Job(step.id, cutover_job.playbook,
                       {**cutover_job.extravars, "fjmig_with_presync": True, "fjmig_presync_started": time.time()},
                       cutover_job.hosts, also=(cutover_id,))
+        elif step.kind == "cutover" and self.options.enforce_windows and step.window is not None:
+            # the dead-man's switch never keeps the service down past the change window's end
+            job = replace(job, extravars={**job.extravars, "fjmig_freeze_not_after": step.window[1].timestamp()})
         self.state.retries.pop(step.id, None)
         self._record(step.id, "running", f"attempt {attempt}" if attempt > 1 else None)
         self._emit("step-started", step.id, data={"attempt": attempt, "hosts": list(job.hosts)})
@@ -415,12 +425,20 @@ class Executor:
         with contextlib.suppress(TypeError, ValueError):
             if "fjmig_downtime_s" in result.reported:  # cutover.yml: from the freeze to the switch
                 stats["downtime_s"] = round(float(result.reported["fjmig_downtime_s"]), 3)
+        lost = result.reported.get("fjmig_freeze_lost")
         if result.status == "successful":
             self._record(step_id, "succeeded", None, stats)
             self._emit("step-finished", step_id, state="succeeded", data=stats)
-        elif result.status == "canceled":
-            self._record(step_id, "interrupted", "stopped by the operator", stats)
-            self._emit("step-finished", step_id, state="interrupted")
+        elif lost is not None or result.status == "canceled":
+            # A freeze the source's watchdog aborted, or a job stopped by the operator: interrupted,
+            # with what the source decided about a freeze the job had begun.
+            settled = freezes.settle([lost] if lost else self._freeze_reports(entry.job, result))
+            message = "stopped by the operator" if result.status == "canceled" else "the freeze was aborted"
+            if settled:
+                message = settled[0] if lost else f"{message}; {settled[0]}"
+                stats.update(settled[1])
+            self._record(step_id, "interrupted", message, stats)
+            self._emit("step-finished", step_id, state="interrupted", message=message)
         elif result.status == "unreachable" and attempt <= self.options.retries and not self.cancel.is_set():
             delay = self.options.backoff_s * (2 ** (attempt - 1))
             self.state.retry_later(step_id, time.monotonic() + delay, attempt + 1)
@@ -433,25 +451,46 @@ class Executor:
             self._record(step_id, "failed", message, stats)
             self._emit("step-finished", step_id, state="failed", message=message)
 
+    @staticmethod
+    def _freeze_reports(job: Job, result: JobResult) -> list[dict[str, Any]]:
+        """What the cutover's source reported about its freeze when the job was stopped (cancel.yml)."""
+        key = job.extravars.get("service_key")
+        return list((result.reported.get("fjmig_freezes") or {}).get(key) or []) if key else []
+
     def _stop_leftovers(self, stale: list[str], config: RunnerConfig) -> None:
         """Steps that were running when fjmig died may still have commands running on their hosts
-        (SIGKILL gave no chance to stop them): stop those before the steps run again."""
+        (SIGKILL gave no chance to stop them): stop those before the steps run again. A cutover
+        may have been in its freeze: its source settles it (the watchdog's decision, or the service
+        started there again now) and the cutover's journal entry says what users saw."""
         hosts: set[str] = set()
         tokens = []
+        frozen: dict[str, str] = {}  # cutover step -> its service key, on its source
+        settle: list[dict[str, str]] = []
         for step_id in stale:
             step = self.graph.steps.get(step_id)
             if step is None or step.kind == "milestone":
                 continue
             with contextlib.suppress(JobError):
-                hosts.update(build_job(step, self.plans, self.inventory).hosts)
+                job = build_job(step, self.plans, self.inventory)
+                hosts.update(job.hosts)
                 tokens.append(job_token(config.job_tag or "", step_id))
                 if step.kind == "cutover":  # it may have run in one job with its presync, with its token
                     tokens.append(job_token(config.job_tag or "", f"{step.system_id}:presync"))
-        if hosts and tokens:
-            result = self.job_runner(cancel_job(sorted(hosts), tokens), quiet_config(config), threading.Event(), None)
-            assert self.run_id is not None
-            self.journal.note(self.run_id, "stopped-leftovers",
-                              {"steps": sorted(stale), "status": result.status, "changed": result.changed})
+                    settle += armed_freezes(job)
+                    frozen[step_id] = str(job.extravars["service_key"])
+        if not (hosts and tokens):
+            return
+        result = self.job_runner(cancel_job(sorted(hosts), tokens, settle), quiet_config(config), threading.Event(),
+                                 None)
+        assert self.run_id is not None
+        self.journal.note(self.run_id, "stopped-leftovers",
+                          {"steps": sorted(stale), "status": result.status, "changed": result.changed})
+        reports = result.reported.get("fjmig_freezes") or {}
+        for step_id, key in sorted(frozen.items()):
+            settled = freezes.settle(list(reports.get(key) or []))
+            if settled:
+                self._record(step_id, "interrupted", settled[0], settled[1], settles=False)
+                self._emit("step-settled", step_id, state="interrupted", message=settled[0])
 
 
 class RollbackError(FjmigError):

@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import FjmigError
 from ..plans.kinds import KINDS
 from ..plans.loader import PlanSet
-from ..plans.model import DepartmentPlan, System
+from ..plans.model import Cutover, DepartmentPlan, System
 from ..plans.naming import service_key, service_name, service_port
 from ..plans.steps import Step, system_steps
 from .inventory import Inventory
@@ -54,6 +54,7 @@ def _system_context(plans: PlanSet, inv: Inventory, dept: str, name: str) -> dic
         "service_name": service.get("name") or service_name(dept, name),
         "office_hosts": [office] if inv.has(office) else [],
         "source_address": service.get("source_address") or inv.address(system.host),
+        "max_downtime_s": (system.cutover or Cutover()).max_downtime_s(),
     }
     if target:
         context["target_host"] = target["host"]

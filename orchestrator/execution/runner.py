@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ansible_internals as internals
+from .freezes import COMMIT_TASK, lost_commit
 from .jobs import Job
 from .playbook_server import SERVER_FLAG, PlaybookServer, kill_tree
 
@@ -184,10 +185,21 @@ def job_token(job_tag: str, step_id: str) -> str:
     return f"{job_tag}:{step_id}"
 
 
-def cancel_job(hosts: list[str], tokens: list[str]) -> Job:
-    """The job that stops, on HOSTS, what jobs with TOKENS left running (playbooks/cancel.yml)."""
+def cancel_job(hosts: list[str], tokens: list[str], freezes: list[dict[str, str]] | None = None) -> Job:
+    """The job that stops, on HOSTS, what jobs with TOKENS left running, and settles the freezes
+    ({host, key}) their cutovers armed (playbooks/cancel.yml)."""
     targets = tuple(sorted(set(hosts)))
-    return Job("cancel", "cancel.yml", {"fjmig_cancel_hosts": list(targets), "fjmig_cancel_tokens": tokens}, targets)
+    extravars: dict[str, object] = {"fjmig_cancel_hosts": list(targets), "fjmig_cancel_tokens": tokens}
+    if freezes:
+        extravars["fjmig_cancel_freezes"] = freezes
+    return Job("cancel", "cancel.yml", extravars, targets)
+
+
+def armed_freezes(job: Job) -> list[dict[str, str]]:
+    """The freeze a cutover job may have armed on its source (cutover.yml)."""
+    if job.playbook != "cutover.yml" or "source_host" not in job.extravars:
+        return []
+    return [{"host": str(job.extravars["source_host"]), "key": str(job.extravars["service_key"])}]
 
 
 def quiet_config(config: RunnerConfig) -> RunnerConfig:
@@ -195,9 +207,10 @@ def quiet_config(config: RunnerConfig) -> RunnerConfig:
     return dataclasses.replace(config, job_tag=None, check=False, log_dir=None)
 
 
-def stop_remote(hosts: list[str], tokens: list[str], config: RunnerConfig) -> JobResult:
-    """Stop, on HOSTS, what jobs with TOKENS left running."""
-    return run_job(cancel_job(hosts, tokens), quiet_config(config), threading.Event())
+def stop_remote(hosts: list[str], tokens: list[str], config: RunnerConfig,
+                freezes: list[dict[str, str]] | None = None) -> JobResult:
+    """Stop, on HOSTS, what jobs with TOKENS left running; settle FREEZES."""
+    return run_job(cancel_job(hosts, tokens, freezes), quiet_config(config), threading.Event())
 
 
 def run_job(job: Job, config: RunnerConfig, cancel: threading.Event,
@@ -208,7 +221,10 @@ def run_job(job: Job, config: RunnerConfig, cancel: threading.Event,
     fjmig_with_presync succeeds."""
     result = _run_job(job, config, cancel, on_presync_done)
     if result.status == "canceled" and config.job_tag and job.hosts:
-        stop_remote(list(job.hosts), [job_token(config.job_tag, job.step_id)], config)
+        stopped = stop_remote(list(job.hosts), [job_token(config.job_tag, job.step_id)], config,
+                              armed_freezes(job) if not config.check else None)
+        if "fjmig_freezes" in stopped.reported:
+            result.reported["fjmig_freezes"] = stopped.reported["fjmig_freezes"]
     return result
 
 
@@ -299,6 +315,10 @@ def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event,
                 unreachable.append(host)
                 failures.append(f"host {host} unreachable: {str(msg).strip()[:400]}")
             else:
+                if data.get("task") == COMMIT_TASK:  # the source's watchdog decided first
+                    lost = lost_commit(str(res.get("stdout") or ""))
+                    if lost is not None:
+                        reported["fjmig_freeze_lost"] = lost
                 stderr = _error_output(res)
                 detail = f"{msg}" + (f": {stderr[-300:]}" if stderr and stderr not in str(msg) else "")
                 failures.append(f"{data.get('task', 'task')} on {host}: {detail.strip()[:600]}")
@@ -339,12 +359,12 @@ def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event,
         shutil.rmtree(job_dir, ignore_errors=True)
     changed = sum((stats.get("changed") or {}).values())
     if status == "canceled":
-        return JobResult("canceled", rc, "interrupted", stats, changed, bytes_moved=moved[0])
+        return JobResult("canceled", rc, "interrupted", stats, changed, bytes_moved=moved[0], reported=reported)
     if status == "successful" and rc == 0:
         return JobResult("successful", rc, None, stats, changed, bytes_moved=moved[0], reported=reported)
     if unreachable or (stats.get("dark") or {}):
         hosts = sorted(set(unreachable) | set(stats.get("dark") or {}))
         return JobResult("unreachable", rc, _failure_message(failures) or f"unreachable: {', '.join(hosts)}", stats,
-                         changed, hosts)
+                         changed, hosts, reported=reported)
     return JobResult("failed", rc, _failure_message(failures) or f"ansible-playbook exited {rc} ({status})", stats,
-                     changed)
+                     changed, reported=reported)

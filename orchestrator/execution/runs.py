@@ -12,6 +12,7 @@ import contextlib
 import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -150,9 +151,34 @@ def status(plans: PlanSet, journal_path: Path) -> dict[str, Any]:
         with Journal.open(journal_path, readonly=True) as journal:
             records, approvals = journal.step_records(), journal.approvals()
             notes = latest_run_notes(journal)
+            downtimes = cutover_downtimes(journal.events(kind="step"))
     else:
-        records, approvals, notes = {}, {}, []
-    return {"departments": status_by_department(plans, records, approvals), "notes": notes}
+        records, approvals, notes, downtimes = {}, {}, [], {}
+    return {"departments": status_by_department(plans, records, approvals, downtimes), "notes": notes}
+
+
+def cutover_downtimes(events: list[dict[str, Any]]) -> dict[str, float]:
+    """Per cutover, the downtime its users had: every freeze its source aborted (from the freeze to
+    the service back on the source), and the one that switched (from its freeze to the switch; or,
+    after a switch committed but not completed, from that freeze to the switch that completed it)."""
+    total: dict[str, float] = {}
+    down_since: dict[str, float] = {}
+    for event in events:
+        step_id = event["step_id"] or ""
+        if not step_id.endswith(":cutover"):
+            continue
+        stats = event["data"].get("stats") or {}
+        state = event["data"].get("state")
+        if state == "interrupted":
+            total[step_id] = total.get(step_id, 0.0) + float(stats.get("aborted_downtime_s") or 0)
+            if stats.get("down_since"):
+                down_since.setdefault(step_id, float(stats["down_since"]))
+        elif state == "succeeded" and "downtime_s" in stats:
+            since = down_since.pop(step_id, None)
+            at = datetime.fromisoformat(event["at"]).timestamp()
+            switch = at - since if since is not None else float(stats["downtime_s"])
+            total[step_id] = round(total.get(step_id, 0.0) + switch, 3)
+    return total
 
 
 NOTED_KINDS = ("playbook-server-fallback",)
@@ -168,8 +194,8 @@ def latest_run_notes(journal: Journal) -> list[dict[str, Any]]:
             for kind in NOTED_KINDS for e in journal.events(kind=kind) if e["run_id"] == latest]
 
 
-def status_by_department(plans: PlanSet, records: dict[str, StepRecord],
-                         approvals: dict[str, Approval]) -> dict[str, Any]:
+def status_by_department(plans: PlanSet, records: dict[str, StepRecord], approvals: dict[str, Approval],
+                         downtimes: dict[str, float] | None = None) -> dict[str, Any]:
     graph = build_graph(plans)
     out: dict[str, Any] = {}
     for step_id, step in graph.steps.items():
@@ -188,6 +214,10 @@ def status_by_department(plans: PlanSet, records: dict[str, StepRecord],
             dept[state].append(step_id)
         elif state in ("held", "failed", "blocked"):
             dept[state].append({"step": step_id, "reason": record.message if record else None})
+    for step_id, seconds in (downtimes or {}).items():  # what users had, aborted freezes included
+        step = graph.steps.get(step_id)
+        if step is not None and seconds:
+            out[step.dept]["downtime_s"][step.subject] = seconds
     for step_id, approval in approvals.items():
         dept = out.get(step_id.split("/", 1)[0])
         if dept is not None:

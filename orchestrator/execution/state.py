@@ -101,8 +101,8 @@ class RunState:
         """The run's outcome: interrupted, failed, held (something waits), or succeeded."""
         if cancelled:
             return "interrupted"
-        if self.failed or any(s == "blocked" for s in self.states.values()):
-            return "failed"
+        if self.failed or any(s in ("blocked", "interrupted") for s in self.states.values()):
+            return "failed"  # an interrupted step (a freeze its source aborted) needs a run again
         if any(s in ("held", "pending") for s in self.states.values()):
             return "held"
         return "succeeded"

@@ -63,6 +63,9 @@ def _teardown(paths: LabPaths, name: str, record: dict[str, Any] | None) -> dict
         links = list((record or {}).get("links", [])) + netns.list_links(f"{name}-")
         pids = {int(pid): st for pid, st in (record or {}).get("pids", {}).items()}
         counts, left = netns.destroy(netns_names, links, pids)
+        block = ((record or {}).get("topology") or {}).get("block")
+        if block:  # lab_disconnect's routes in the root namespace outlive the lab's bridge
+            netns.mend_all_cuts(block)
         if left:
             raise LabError(f"could not remove {', '.join(left[:10])}{' ...' if len(left) > 10 else ''}")
     for path in paths.created():
@@ -89,6 +92,18 @@ def lab_down(state_dir: Path, name: str | None = None) -> dict[str, Any]:
         return {"name": None, "netns": 0, "links": 0, "processes": 0}
     counts = _teardown(paths, lab_name, record)
     return {"name": lab_name, **counts}
+
+
+def lab_disconnect(state_dir: Path, host: str, *, reconnect: bool = False) -> None:
+    """Cut the link between the control node and one lab host (both ways; the host still reaches
+    every other host), or restore it: rehearse a control node that loses its network."""
+    state = load_lab(Path(state_dir))
+    if host not in state.topology.hosts:
+        raise LabError(f"no host {host!r} in the lab in {state.paths.state_dir}")
+    try:
+        netns.cut_from_control(state.topology, host, mend=reconnect)
+    except netns.NetnsError as exc:
+        raise LabError(f"{'reconnect' if reconnect else 'disconnect'} {host}: {exc}") from None
 
 
 def lab_up(plans: PlanSet, state_dir: Path, *, name: str = "fjmig", index: int = 0,

@@ -176,6 +176,27 @@ def destroy(netns_names: Iterable[str], links: Iterable[str],
     return counts, left
 
 
+def cut_from_control(topo: Topology, host: str, *, mend: bool = False) -> None:
+    """Drop every packet between the control node and HOST, both ways, as a lost link would: a
+    blackhole route to the host in the root namespace and one to the control node in the host's.
+    The host still reaches every other host (an office, a target). `mend` removes both."""
+    verb = "del" if mend else "add"
+    run(["ip", "route", verb, "blackhole", f"{topo.hosts[host].address}/32"], check=not mend)
+    run(["ip", "-n", topo.hosts[host].netns, "route", verb, "blackhole", f"{topo.control_address}/32"],
+        check=not mend)
+
+
+def mend_all_cuts(block: str) -> None:
+    """Remove the root namespace's blackhole routes into a lab's block (they outlive its bridge)."""
+    from ipaddress import IPv4Network
+
+    lab = IPv4Network(block)
+    for line in run(["ip", "-4", "route", "show", "type", "blackhole"], check=False).stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and IPv4Network(parts[1], strict=False).subnet_of(lab):
+            run(["ip", "route", "del", "blackhole", parts[1]], check=False)
+
+
 def addresses_in(network: str) -> list[tuple[str, str]]:
     """(interface, address) of root-namespace addresses inside `network` (is this lab index taken?)."""
     from ipaddress import IPv4Interface, IPv4Network

@@ -14,8 +14,8 @@ from typing import Literal
 StepKind = Literal["milestone", "presync", "cutover", "verify", "share", "decommission", "retire", "close",
                    "rollback"]
 
-CUTOVER_VARIABLES = ("dept", "system", "data_path", "source_host", "target_host", "target_address", "service_key",
-                     "service_port", "service_name", "office_hosts")
+SWITCH_VARIABLES = ("dept", "system", "data_path", "source_host", "target_host", "target_address", "service_key",
+                    "service_port", "service_name", "office_hosts")
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("decommission", 1, "decommission.yml",
          ("dept", "system", "data_path", "source_host", "service_key", "archive_host", "archive_address"),
          "source, archive", transfer=True),
-    Kind("cutover", 2, "cutover.yml", CUTOVER_VARIABLES, "source, target, offices", transfer=True),
+    Kind("cutover", 2, "cutover.yml", (*SWITCH_VARIABLES, "max_downtime_s"), "source, target, offices", transfer=True),
     Kind("verify", 3, "verify.yml",
          ("dept", "system", "data_path", "source_host", "target_host", "target_address", "service_port"),
          "source, target"),
@@ -51,7 +51,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          "target, platform", transfer=True),
     Kind("retire", 5, "retire.yml", ("dept", "network", "office_host", "checks"), "office"),
     Kind("close", 6, "close.yml", ("dept", "datacenter", "dc_hosts", "service_keys"), "the data center's hosts"),
-    Kind("rollback", None, "rollback.yml", (*CUTOVER_VARIABLES, "source_address"), "target, source, offices"),
+    Kind("rollback", None, "rollback.yml", (*SWITCH_VARIABLES, "source_address"), "target, source, offices"),
 )}
 
 PLAN_KINDS: tuple[str, ...] = tuple(name for name in KINDS if name != "rollback")

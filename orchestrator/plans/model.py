@@ -147,17 +147,23 @@ class Data(_Strict):
 
 
 WINDOW_PATTERN = r"^\S+/\S+$"
-_DURATION = re.compile(r"^P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?)?$")
+_DURATION = re.compile(r"^P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+)S)?)?$")
+_NO_SECONDS = re.compile(r"\d+S$")
+DEFAULT_MAX_DOWNTIME_S = 10.0
+"""A cutover's deadline when its plan gives none: a few times the freeze measured on the lab (the
+stop, the final delta and the switch take 0.3-2 s there, bench/README.md)."""
 
 
-def parse_duration(text: str) -> timedelta:
-    """ISO 8601 duration restricted to days, hours and minutes (`PT6H`, `P1DT2H30M`)."""
+def parse_duration(text: str, seconds: bool = False) -> timedelta:
+    """ISO 8601 duration restricted to days, hours and minutes (`PT6H`, `P1DT2H30M`), and seconds
+    where they make sense (`PT30S`: a cutover's max_downtime; a window is not that precise)."""
     match = _DURATION.match(text)
-    if not match or text in {"P", "PT"} or text.endswith("T"):
-        raise ValueError(f"{text!r} is not an ISO 8601 duration such as PT6H")
+    if not match or text in {"P", "PT"} or text.endswith("T") or (not seconds and _NO_SECONDS.search(text)):
+        example = "PT30S" if seconds else "PT6H"
+        raise ValueError(f"{text!r} is not an ISO 8601 duration such as {example}")
     try:
         parts = {k: int(v) for k, v in match.groupdict(default="0").items()}
-        return timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"])
+        return timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
     except (OverflowError, ValueError):
         raise ValueError(f"{text[:40]!r} is too long a duration") from None
 
@@ -188,6 +194,30 @@ class Cutover(_Strict):
         description="ISO 8601 interval START/DURATION or START/END, e.g. 2017-12-09T22:00+08:00/PT6H",
     )
     approval: bool = Field(False, description="The cutover waits for `fjmig approve DEPT/SYSTEM`.")
+    max_downtime: Annotated[str, StringConstraints(pattern=r"^P\S+$")] | None = Field(
+        None,
+        description="ISO 8601 duration such as PT30S: if the switch is not committed this long after the "
+        "freeze began (nor by the end of an enforced window), the source host starts the service again "
+        f"itself. Default PT{DEFAULT_MAX_DOWNTIME_S:.0f}S.",
+    )
+
+    @field_validator("max_downtime")
+    @classmethod
+    def _valid_max_downtime(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                seconds = parse_duration(value, seconds=True).total_seconds()
+            except ValueError as exc:
+                raise ValueError(f"max_downtime: {exc}") from None
+            if seconds <= 0:
+                raise ValueError("max_downtime: must be longer than zero")
+        return value
+
+    def max_downtime_s(self) -> float:
+        """Seconds the freeze may last before the source host restores the service itself."""
+        if not self.max_downtime:
+            return DEFAULT_MAX_DOWNTIME_S
+        return parse_duration(self.max_downtime, seconds=True).total_seconds()
 
     @field_validator("window")
     @classmethod

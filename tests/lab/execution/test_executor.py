@@ -6,111 +6,49 @@ their own; one migrates the shipped plans in full.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import tarfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from orchestrator.journal import Journal
-from tests.support import PLANS, ROOT
-from tests.support.processes import processes
-
-MINI = ROOT / "tests" / "fixtures" / "mini"
+from tests.support import MINI, PLANS
+from tests.support.lab_runs import (
+    approve_all,
+    assert_moved,
+    events,
+    fjmig,
+    host_path,
+    http_get,
+    lab_of,
+    manifest,
+    outputs,
+    playbooks_of,
+    run,
+    sha256,
+    start_run,
+    states,
+    tagged,
+    wait_for,
+    wait_for_state,
+)
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (network namespaces)"),
 ]
 
 
-@contextlib.contextmanager
-def _lab(plans: Path, state: Path, name: str, index: int, scale: float | None = None) -> Iterator[Path]:
-    from orchestrator.lab import running_lab
-
-    kwargs = {} if scale is None else {"scale": scale}
-    with running_lab(plans, state, name=name, index=index, **kwargs):
-        yield state
-
-
 @pytest.fixture
 def mini_lab(tmp_path: Path) -> Iterator[Path]:
-    with _lab(MINI, tmp_path / "lab", "fjex", 1) as lab:
+    with lab_of(MINI, tmp_path / "lab", "fjex", 1) as lab:
         yield lab
-
-
-def fjmig(*args: str) -> subprocess.CompletedProcess[str]:
-    """The real command line, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=900, env={**os.environ, "NO_COLOR": "1"}, check=False)
-
-
-def run(lab: Path, journal: Path, *extra: str, plans: Path = MINI) -> subprocess.CompletedProcess[str]:
-    return fjmig("run", str(plans), "--lab", str(lab), "--journal", str(journal), *extra)
-
-
-def approve_all(journal: Path, plans: Path = MINI) -> None:
-    from orchestrator.plans.loader import load_plans
-    from orchestrator.plans.steps import build_graph
-
-    with Journal.open(journal) as j:
-        for step in build_graph(load_plans(plans)).steps.values():
-            if step.approval:
-                j.approve(step.id, "tester")
-
-
-def manifest(lab: Path) -> dict[str, dict]:
-    return json.loads((lab / "seed-manifest.json").read_text())
-
-
-def outputs(lab: Path) -> dict:
-    return json.loads((lab / "outputs.json").read_text())
-
-
-def host_path(lab: Path, host: str, path: str) -> Path:
-    """A file as the lab host `host` sees it (its own /srv and /root)."""
-    return lab / "hosts" / host / path.lstrip("/")
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def assert_moved(lab: Path, gid: str) -> None:
-    entry = manifest(lab)[gid]
-    target = outputs(lab)["targets"][gid]["host"]
-    root = host_path(lab, target, entry["path"])
-    assert root.is_dir(), f"{gid}: nothing at {entry['path']} on {target}"
-    found = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
-    assert found == set(entry["files"]), f"{gid}: file list differs on {target}"
-    for rel, meta in entry["files"].items():
-        assert sha256(root / rel) == meta["sha256"], f"{gid}: {rel} differs on {target}"
-
-
-def http_get(address: str, port: int, path: str = "/", timeout: float = 3) -> bytes:
-    with urllib.request.urlopen(f"http://{address}:{port}{path}", timeout=timeout) as response:
-        return response.read()
-
-
-def events(journal: Path, step_id: str, state: str) -> int:
-    conn = sqlite3.connect(journal)
-    rows = conn.execute("SELECT data FROM events WHERE step_id = ? AND kind = 'step'", (step_id,)).fetchall()
-    conn.close()
-    return sum(1 for (data,) in rows if json.loads(data)["state"] == state)
-
-
-def states(journal: Path) -> dict[str, str]:
-    with Journal.open(journal, readonly=True) as j:
-        return {k: r.state for k, r in j.step_records().items()}
 
 
 # -- full migration ---------------------------------------------------------------------------
@@ -118,7 +56,7 @@ def states(journal: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_full_migration_of_the_shipped_plans(tmp_path: Path) -> None:
-    with _lab(PLANS, tmp_path / "lab", "fjexf", 2) as lab:
+    with lab_of(PLANS, tmp_path / "lab", "fjexf", 2) as lab:
         journal = tmp_path / "journal.db"
         approve_all(journal, PLANS)
         result = run(lab, journal, "--parallel", "4", plans=PLANS)
@@ -414,57 +352,15 @@ def test_a_presync_and_cutover_in_one_job_fail_as_the_step_they_were_in(mini_lab
 # -- resume and the lock ----------------------------------------------------------------------
 
 
-def _playbooks_of(base: Path) -> list[int]:
-    """Processes started for jobs under `base`: job wrappers and their playbooks (FJMIG_JOB_DIR),
-    the run's playbook server and what it forked (FJMIG_WORK_DIR). Other tests' don't count."""
-    return processes(f"FJMIG_JOB_DIR={base}".encode()) + processes(f"FJMIG_WORK_DIR={base}".encode())
-
-
-def _tagged(journal: Path, command: bytes | None = None) -> list[int]:
-    """Processes, local or on lab hosts, tagged with this journal's job tokens (cancel.yml)."""
-    with Journal.open(journal, readonly=True) as j:
-        marker = f"FJMIG_JOB_TOKEN={j.identity()}:".encode()
-    return processes(marker, command=command)
-
-
-def _wait_for(predicate, timeout: float = 60) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def _start_run(lab: Path, journal: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(MINI), "--lab", str(lab),
-                             "--journal", str(journal), "--parallel", "2", *extra], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
-def _wait_for_state(journal: Path, kind: str, state: str = "running", timeout: float = 120) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if journal.exists():
-            try:
-                for step_id, current in states(journal).items():
-                    if step_id.endswith(":" + kind) and current == state:
-                        return step_id
-            except (sqlite3.DatabaseError, Exception):
-                pass
-        time.sleep(0.05)
-    raise AssertionError(f"no {kind} step reached {state}")
-
-
 @pytest.mark.parametrize("kill_during", ["presync", "cutover"])
 def test_sigkill_resumes_without_loss_or_repeated_cutovers(tmp_path: Path, kill_during: str) -> None:
-    with _lab(MINI, tmp_path / "lab", "fjexk", 1, scale=8.0) as lab:  # ~480 MB: presync takes a moment
+    with lab_of(MINI, tmp_path / "lab", "fjexk", 1, scale=8.0) as lab:  # ~480 MB: presync takes a moment
         journal = tmp_path / "journal.db"
         approve_all(journal)
-        proc = _start_run(lab, journal)
-        victim = _wait_for_state(journal, kill_during)
+        proc = start_run(lab, journal)
+        victim = wait_for_state(journal, kill_during)
         if kill_during == "presync":  # kill while an rsync of the job runs on its source host
-            assert _wait_for(lambda: _tagged(journal, b"rsync")), "no rsync of the presync seen"
+            assert wait_for(lambda: tagged(journal, b"rsync")), "no rsync of the presync seen"
         # (a cutover journaled running is in its job's cutover part: its presync's copy is done)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -486,32 +382,32 @@ def test_sigkill_resumes_without_loss_or_repeated_cutovers(tmp_path: Path, kill_
             if step_id.endswith(":cutover"):
                 assert events(journal, step_id, "succeeded") == 1
         assert fjmig("journal", "verify", "--journal", str(journal)).returncode == 0
-        assert _playbooks_of(tmp_path) == [], "a playbook of the killed run is still running"
-        assert _tagged(journal) == [], "a command of the killed run is still running on a host"
+        assert playbooks_of(tmp_path) == [], "a playbook of the killed run is still running"
+        assert tagged(journal) == [], "a command of the killed run is still running on a host"
         with Journal.open(journal, readonly=True) as j:
             notes = [e for e in j.events() if e["kind"] == "stopped-leftovers"]
         assert notes and victim in notes[0]["data"]["steps"] and notes[0]["data"]["status"] == "successful"
 
 
 def test_second_concurrent_run_is_refused_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    with _lab(MINI, tmp_path / "lab", "fjexc", 1, scale=30.0) as lab:  # ~1.8 GB: presyncs take seconds
+    with lab_of(MINI, tmp_path / "lab", "fjexc", 1, scale=30.0) as lab:  # ~1.8 GB: presyncs take seconds
         journal = tmp_path / "journal.db"
-        proc = _start_run(lab, journal)
+        proc = start_run(lab, journal)
         try:
-            _wait_for_state(journal, "presync")
+            wait_for_state(journal, "presync")
             second = run(lab, journal)
             assert second.returncode == 1
             assert "in use by another fjmig run" in second.stderr and f"pid {proc.pid}" in second.stderr
             assert "Traceback" not in second.stderr
             # Ctrl-C while a presync's rsync runs on a source host (a child of that host's sshd)
-            assert _wait_for(lambda: _tagged(journal, b"rsync")), "no rsync of a presync seen"
+            assert wait_for(lambda: tagged(journal, b"rsync")), "no rsync of a presync seen"
         finally:
             proc.send_signal(signal.SIGINT)
             output, _ = proc.communicate(timeout=120)
         assert proc.returncode == 130, output
         assert "interrupted" in set(states(journal).values())
-        assert _playbooks_of(tmp_path) == [], "Ctrl-C left a playbook running"
-        assert _tagged(journal) == [], "Ctrl-C left a remote command of a job running"
+        assert playbooks_of(tmp_path) == [], "Ctrl-C left a playbook running"
+        assert tagged(journal) == [], "Ctrl-C left a remote command of a job running"
         assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _server_of(p)], \
             "Ctrl-C left the playbook server running"
 

@@ -131,7 +131,7 @@ def system_vars(lab: LabState, system: str) -> dict[str, Any]:
         "data_path": lab.manifest[gid]["path"], "source_host": lab.manifest[gid]["host"],
         "target_host": target["host"], "target_address": target["address"],
         "service_key": f"{DEPT}__{system}", "service_port": target["port"], "service_name": service["name"],
-        "office_hosts": [f"office-{DEPT}"], "source_address": service["source_address"],
+        "office_hosts": [f"office-{DEPT}"], "source_address": service["source_address"], "max_downtime_s": 10,
     }
 
 

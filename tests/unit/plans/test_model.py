@@ -38,6 +38,12 @@ def test_parse_duration_rejects(text: str) -> None:
         parse_duration(text)
 
 
+def test_seconds_only_where_asked_for() -> None:
+    assert parse_duration("PT1M30S", seconds=True) == timedelta(seconds=90)
+    with pytest.raises(ValueError, match=r"such as PT6H"):
+        parse_duration("PT1M30S")
+
+
 def test_parse_window_forms() -> None:
     start = datetime(2017, 12, 9, 22, 0, tzinfo=CST)
     assert parse_window("2017-12-09T22:00+08:00/PT6H") == (start, start + timedelta(hours=6))
