@@ -114,15 +114,6 @@ def tagged(journal: Path, command: bytes | None = None) -> list[int]:
     return processes(f"FJMIG_JOB_TOKEN={row[0]}:".encode(), command=command) if row else []
 
 
-def wait_for(predicate, timeout: float = 60) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def start_run(lab: Path, journal: Path, *extra: str, plans: Path = MINI) -> subprocess.Popen[str]:
     """`fjmig run` in the background (to stop, kill or watch it)."""
     return subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(plans), "--lab", str(lab),

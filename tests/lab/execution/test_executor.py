@@ -36,9 +36,9 @@ from tests.support.lab_runs import (
     start_run,
     states,
     tagged,
-    wait_for,
     wait_for_state,
 )
+from tests.support.waiting import wait_for
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (network namespaces)"),

@@ -26,7 +26,8 @@ import pytest
 from orchestrator.journal import Journal
 from orchestrator.lab import LabState, lab_disconnect, load_lab
 from tests.support import MINI
-from tests.support.lab_runs import approve_all, fjmig, host_path, lab_of, start_run, tagged, wait_for
+from tests.support.lab_runs import approve_all, fjmig, host_path, lab_of, start_run, tagged
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (network namespaces)")]
 

@@ -4,8 +4,6 @@ without it (events, stats, exit status, cancel), only faster; a mismatch falls b
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from orchestrator.execution.jobs import Job
 from orchestrator.execution.runner import RunnerConfig, new_control_dir, playbook_server, reap_orphans, run_job
 from tests.support import ROOT
 from tests.support.processes import processes
+from tests.support.waiting import wait_for
 
 PLAYBOOKS = {
     "write.yml": [{
@@ -94,13 +93,13 @@ def test_cancel_kills_the_forked_playbook(setup) -> None:
     with playbook_server(config) as server:
         config.playbook_server = server.wait_ready()
         # Cancel once the job's command runs (the job reached the server and its playbook forked).
-        watcher = threading.Thread(target=lambda: _wait_until(lambda: _sleepers(config.work_dir), 60) and cancel.set())
+        watcher = threading.Thread(target=lambda: wait_for(lambda: _sleepers(config.work_dir), 60) and cancel.set())
         watcher.start()
         result = run_job(_job("a/x:presync", "sleep.yml", seconds=600), config, cancel)
         watcher.join()
         assert cancel.is_set(), "the job's command never started"
         assert result.status == "canceled"
-        _wait_until(lambda: not _sleepers(config.work_dir), 10)
+        wait_for(lambda: not _sleepers(config.work_dir), 10)
         assert not _sleepers(config.work_dir), "the playbook's command outlived the cancelled job"
         assert server.stats()["forked"] == 1
     assert _payloads() == payloads, "the killed module left its files in /tmp"
@@ -116,7 +115,7 @@ def test_orphans_of_a_dead_run_are_reaped(setup) -> None:
         config.playbook_server = server.wait_ready()
         thread = threading.Thread(target=run_job, args=(_job("a/x:presync", "sleep.yml", seconds=600), config, cancel))
         thread.start()
-        _wait_until(lambda: _sleepers(config.work_dir), 30)
+        wait_for(lambda: _sleepers(config.work_dir), 30)
         assert _sleepers(config.work_dir)
         recorded = sorted(p.name for p in (tmp_path / "jobs").glob("job-*/pgid*"))
         assert recorded == ["pgid", "pgid.play"]
@@ -127,7 +126,7 @@ def test_orphans_of_a_dead_run_are_reaped(setup) -> None:
         # for the events directory before it gives up. Either way the job ends, as a failure.
         thread.join(timeout=90)
         assert not thread.is_alive()
-    _wait_until(lambda: not _sleepers(config.work_dir), 10)
+    wait_for(lambda: not _sleepers(config.work_dir), 10)
     assert not _sleepers(config.work_dir)
 
 
@@ -159,12 +158,12 @@ def test_a_killed_fjmig_leaves_no_playbook_behind(setup) -> None:
                            control=str(config.control_dir))
     parent = subprocess.Popen([sys.executable, "-c", script])
     try:
-        _wait_until(lambda: _sleepers(tmp_path / "jobs"), 60)
+        wait_for(lambda: _sleepers(tmp_path / "jobs"), 60)
         assert _sleepers(tmp_path / "jobs"), "the job did not start"
     finally:
         parent.kill()
         parent.wait()
-    _wait_until(lambda: not (_sleepers(tmp_path / "jobs") or _servers_of(tmp_path)), 15)
+    wait_for(lambda: not (_sleepers(tmp_path / "jobs") or _servers_of(tmp_path)), 15)
     assert not _sleepers(tmp_path / "jobs"), "a command of the killed run's playbook is still running"
     assert not _servers_of(tmp_path), "the killed run's playbook server (or a child) is still running"
 
@@ -186,16 +185,6 @@ def _ansible_local_tmp() -> set[Path]:
 def _sleepers(work_dir: Path) -> list[int]:
     """The `sleep 600` commands of jobs under WORK_DIR (they inherit their job's FJMIG_JOB_DIR)."""
     return processes(f"FJMIG_JOB_DIR={work_dir}/".encode(), cmdline=[b"sleep", b"600"])
-
-
-def _wait_until(condition: Callable[[], object], timeout: float) -> bool:
-    """Poll CONDITION until it holds or TIMEOUT seconds pass; whether it held."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_without_a_server_jobs_exec_ansible_playbook(setup, monkeypatch) -> None:

@@ -8,22 +8,13 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from tests.support import ROOT
+from tests.support.waiting import wait_for
 
 FREEZE = (ROOT / "playbooks" / "files" / "freeze.py").read_text(encoding="utf-8")
 COMMIT = (ROOT / "playbooks" / "files" / "freeze_commit.sh").read_text(encoding="utf-8")
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def arm(state: Path, attempt: str, seconds: float, marker: Path, not_after: float = 0) -> dict:
@@ -67,7 +58,7 @@ def test_a_commit_first_stops_the_watchdog_and_nothing_restarts(tmp_path: Path) 
     assert watchdog_runs("a1commitfirst")
     done = commit(state, "a1commitfirst")
     assert done.returncode == 0 and done.stdout.strip() == "committed"
-    assert wait_until(lambda: not watchdog_runs("a1commitfirst")), "the watchdog outlived the commit"
+    assert wait_for(lambda: not watchdog_runs("a1commitfirst")), "the watchdog outlived the commit"
     assert (state / "a1commitfirst" / "decision" / "by").read_text().startswith("committed ")
     assert not marker.exists()
     assert commit(state, "a1commitfirst").returncode == 3  # the decision is taken once
@@ -77,19 +68,19 @@ def test_an_abort_first_restores_the_service_and_the_commit_loses(tmp_path: Path
     marker, state = tmp_path / "started", tmp_path / "freeze"
     arm(state, "a2abortfirst", 0.05, marker)
     # the watchdog decides at its deadline: wait for its decision, then the switch tries to commit
-    assert wait_until(lambda: (state / "a2abortfirst" / "restored.json").exists())
+    assert wait_for(lambda: (state / "a2abortfirst" / "restored.json").exists())
     done = commit(state, "a2abortfirst")
     assert done.returncode == 3
     assert done.stdout.startswith("aborted ") and json.loads(done.stdout.splitlines()[1])["deadline"]
     assert marker.read_text() == "started\n"  # the service was started again, once
-    assert wait_until(lambda: not watchdog_runs("a2abortfirst"))
+    assert wait_for(lambda: not watchdog_runs("a2abortfirst"))
 
 
 def test_the_deadline_never_passes_the_window_end(tmp_path: Path) -> None:
     marker, state = tmp_path / "started", tmp_path / "freeze"
     armed = arm(state, "a3window", 600, marker, not_after=time.time() + 0.05)
     assert armed["deadline"] - armed["armed_at"] < 1
-    assert wait_until(lambda: marker.exists())
+    assert wait_for(lambda: marker.exists())
 
 
 def test_resolve_aborts_an_undecided_freeze_at_once_and_clears_everything(tmp_path: Path) -> None:
@@ -99,7 +90,7 @@ def test_resolve_aborts_an_undecided_freeze_at_once_and_clears_everything(tmp_pa
     assert attempt["attempt"] == "a4resolve" and attempt["decision"] == "aborted"
     assert attempt["restored_by"] == "control" and attempt["restore_rc"] == 0
     assert marker.read_text() == "started\n" and not state.exists()
-    assert wait_until(lambda: not watchdog_runs("a4resolve"))
+    assert wait_for(lambda: not watchdog_runs("a4resolve"))
 
 
 def test_resolve_reports_a_commit_and_starts_nothing(tmp_path: Path) -> None:
@@ -116,6 +107,6 @@ def test_a_new_attempt_supersedes_an_undecided_one(tmp_path: Path) -> None:
     arm(state, "a6old", 600, marker)
     armed = arm(state, "a6new", 600, marker)
     assert [p["decision"] for p in armed["previous"]] == ["superseded"]
-    assert wait_until(lambda: not watchdog_runs("a6old")) and watchdog_runs("a6new")
+    assert wait_for(lambda: not watchdog_runs("a6old")) and watchdog_runs("a6new")
     assert sorted(p.name for p in state.iterdir()) == ["a6new"] and not marker.exists()
     resolve(state)
