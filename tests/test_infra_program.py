@@ -88,7 +88,7 @@ def department_of(resource: Registered, run: MockRun) -> str | None:
         return by_tag
     inputs = resource.inputs
     for key in ("projectId", "targetTenant", "tenantId"):
-        if isinstance(inputs.get(key), str) and inputs[key].endswith("-id"):
+        if isinstance(inputs.get(key), str) and inputs[key].removesuffix("-id") in ALL_PLANS.departments:
             return inputs[key].removesuffix("-id")
     if resource.type == T["router_interface"] and str(inputs.get("routerId", "")).endswith("-router-id"):
         dept = inputs["routerId"].removesuffix("-router-id")
@@ -154,7 +154,8 @@ def test_resources_by_type_and_count_per_department(stack: tuple[str, dict[str, 
     segments = stack[1]["extranet"]["segments"]
     boundary = stack[1]["extranet"].get("boundary")
     expected_rest = Counter({T["tenancy"]: len(departments), T["extranet"]: 1, T["network"]: len(segments),
-                             T["subnet"]: len(segments), T["qos"]: len(segments), T["qos_rule"]: 2 * len(segments)})
+                             T["subnet"]: len(segments), T["qos"]: len(segments), T["qos_rule"]: 2 * len(segments),
+                             T["network_quota"]: 1})  # the deploying project's rbac_policy quota
     if boundary:
         expected_rest.update({T["boundary"]: 1, T["router"]: 1, T["network"]: 1, T["subnet"]: 1, T["port"]: 1,
                               T["router_interface"]: 2, T["secgroup"]: 1, T["rule"]: len(boundary["flows"])})

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from .. import __version__
 from .common import UsageError, UserError, console
 
-COMMAND_MODULES = ("plan_cmds", "lab_cmds", "run_cmds", "review_cmds")
+COMMAND_MODULES = ("plan_cmds", "lab_cmds", "run_cmds", "review_cmds", "infra_cmds")
 
 
 def build_parser() -> argparse.ArgumentParser:
