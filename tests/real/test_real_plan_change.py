@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from .harness import Cloud, Stack, copy_project, credentials_env, run
+from .harness import Cloud, Stack, copy_project, credentials_env, exclude_args, run
 
 NEW_SYSTEM = """
   - id: port-logistics
@@ -29,17 +29,27 @@ NEW_SYSTEM = """
     depends_on: [infra:municipal-dc-xiamen]
     cutover: {window: "2018-04-21T22:00+08:00/PT6H", approval: false}
 """
+MOVED = ("fz-aic", "archive-fz-aic")
+"""The moving department's resources (its archive host is named archive-<dept>)."""
 REPLACING = {"delete", "replace", "create-replacement", "delete-replaced", "discard", "discard-replaced"}
 
 
-def steps(stack: Stack) -> dict[str, str]:
-    """Logical name -> the engine's op for every resource of a `pulumi preview --json`."""
-    out: dict[str, str] = {}
-    for step in stack.preview_json()["steps"]:
-        name = step["urn"].rsplit("::", 1)[-1]
-        assert name not in out or step["op"] in REPLACING, (name, step["op"])
-        out[name] = step["op"]
-    return out
+def key(urn: str) -> tuple[str, str]:
+    """(type token, logical name) of a URN: names repeat across types (a port, its instance, its group)."""
+    parts = urn.split("::")
+    return parts[2].split("$")[-1], parts[3]
+
+
+def steps(stack: Stack) -> dict[tuple[str, str], str]:
+    """(type, name) -> the engine's op for every resource a `pulumi preview --json` changes (unchanged
+    ones are not listed), with the same exclusions as `up`."""
+    return {key(step["urn"]): step["op"] for step in stack.preview_json(*exclude_args())["steps"]}
+
+
+NET, SUBNET, ROUTER, GROUP, RULE, PORT = (f"openstack:networking/{t}" for t in (
+    "network:Network", "subnet:Subnet", "router:Router", "secGroup:SecGroup", "secGroupRule:SecGroupRule",
+    "port:Port"))
+PROJECT, RBAC = "openstack:identity/project:Project", "openstack:networking/rbacPolicyV2:RbacPolicyV2"
 
 
 def change_plans(project: Path) -> None:
@@ -65,6 +75,7 @@ def test_a_new_system_and_a_department_moving_city_preview_as_expected(
     try:
         fuzhou.up()
         xiamen.up()
+        deployed = {key(r["urn"]) for stack in (xiamen, fuzhou) for r in stack.resources()}
         before = scopes(project)
         change_plans(project)
         validate = run(["fjmig", "validate", "migration_plans", "--start", "2017-11-07", "--format", "json"],
@@ -80,28 +91,31 @@ def test_a_new_system_and_a_department_moving_city_preview_as_expected(
         assert set(after["municipal-dc-xiamen"]) == {"xm-transport", "fz-aic"}
 
         ops = steps(xiamen)
-        changed = {name: op for name, op in ops.items() if op != "same"}
+        changed = {k: op for k, op in ops.items() if op != "same"}
         assert not set(changed.values()) & REPLACING, changed
-        for name in ("xm-transport-net", "xm-transport-subnet", "xm-transport-router", "xm-transport-baseline",
-                     "xm-transport-taxi-supervision", "extranet-horizontal-xiamen"):
-            assert ops[name] == "same", (name, ops[name])
-        new_system = {n for n, op in changed.items() if op == "create" and n.startswith("xm-transport-port-logistics")}
-        assert {"xm-transport-port-logistics", "xm-transport-port-logistics-data",
-                "xm-transport-port-logistics-0"} <= new_system
-        moved_in = {n for n, op in changed.items() if op == "create" and n.startswith("fz-aic")}
-        assert {"fz-aic", "fz-aic-net", "fz-aic-subnet", "fz-aic-router",
-                "fz-aic-extranet-horizontal-xiamen"} <= moved_in
-        updated = {n for n, op in changed.items() if op == "update"}
-        assert updated <= {"xm-transport-compute", "xm-transport-network", "xm-transport-volume",
-                           "digital-fujian-municipal-dc-xiamen"}, updated
+        for unchanged in ((NET, "xm-transport-net"), (SUBNET, "xm-transport-subnet"), (ROUTER, "xm-transport-router"),
+                          (GROUP, "xm-transport-baseline"), (PORT, "xm-transport-taxi-supervision"),
+                          (NET, "extranet-horizontal-xiamen")):
+            assert unchanged in deployed and unchanged not in changed, (unchanged, ops.get(unchanged))
+        created = {k for k, op in changed.items() if op == "create"}
+        assert {(PORT, "xm-transport-port-logistics"), (GROUP, "xm-transport-port-logistics"),
+                (RULE, "xm-transport-port-logistics-0")} <= created
+        assert {(PROJECT, "fz-aic"), (NET, "fz-aic-net"), (SUBNET, "fz-aic-subnet"), (ROUTER, "fz-aic-router"),
+                (RBAC, "fz-aic-extranet-horizontal-xiamen")} <= created
+        assert sorted(n for _, n in created if not n.startswith((*MOVED, "xm-transport-port-logistics"))) == []
+        updated = {name for (_, name), op in changed.items() if op == "update"}
+        assert updated <= {"xm-transport-compute", "xm-transport-network", "digital-fujian-municipal-dc-xiamen"}, \
+            updated
 
         ops = steps(fuzhou)
-        changed = {name: op for name, op in ops.items() if op != "same"}
-        assert {n for n, op in changed.items() if op != "delete"} <= {"digital-fujian-municipal-dc-fuzhou"}, changed
-        assert all(n.startswith("fz-aic") for n, op in changed.items() if op == "delete"), changed
-        assert {"fz-aic-net", "fz-aic-subnet", "fz-aic-router", "fz-aic"} <= set(changed)
-        for name in ("fz-minhou-hrss-net", "fz-minhou-hrss-subnet", "fz-minhou-hrss-router"):
-            assert ops[name] == "same", (name, ops[name])
+        changed = {k: op for k, op in ops.items() if op != "same"}
+        assert {name for (_, name), op in changed.items() if op != "delete"} <= {"digital-fujian-municipal-dc-fuzhou"}
+        assert sorted(n for (_, n), op in changed.items() if op == "delete" and not n.startswith(MOVED)) == []
+        assert {(NET, "fz-aic-net"), (SUBNET, "fz-aic-subnet"), (ROUTER, "fz-aic-router"), (PROJECT, "fz-aic")} \
+            <= set(changed)
+        for unchanged in ((NET, "fz-minhou-hrss-net"), (SUBNET, "fz-minhou-hrss-subnet"),
+                          (ROUTER, "fz-minhou-hrss-router")):
+            assert unchanged in deployed and unchanged not in changed, (unchanged, ops.get(unchanged))
     finally:
         for stack in (xiamen, fuzhou):
             stack.destroy(check=False)
