@@ -395,3 +395,44 @@ def test_boundary_platform_joins_the_government_network_and_the_extranet() -> No
     assert len(rules) == len(boundary["flows"])
     assert ("openstack:networking/getNetwork:getNetwork", {"name": config["externalNetwork"], "external": True}) \
         in run.calls
+
+
+def test_qos_policies_carry_no_tags_and_their_segment_s_networks_do(
+        stack: tuple[str, dict[str, Any], MockRun]) -> None:
+    """Neutron 21 rejects the provider's replace-all tags call on QoS policies (the real tier found it)."""
+    _, config, run = stack
+    for segment in config["extranet"]["segments"]:
+        tags = {f"extranet={segment['kind']}", f"level={segment['level']}", f"city={segment.get('city') or 'none'}"}
+        qos = run.named(T["qos"], f"extranet-{segment['name']}-qos")
+        assert not qos.inputs.get("tags")
+        assert all(t in qos.inputs["description"] for t in tags)
+        assert set(run.named(T["network"], f"extranet-{segment['name']}").inputs["tags"]) == tags
+        assert set(run.named(T["subnet"], f"extranet-{segment['name']}-subnet").inputs["tags"]) == tags
+
+
+def test_neutron_resources_are_the_department_s_by_tenant_id_and_hosts_use_its_scoped_provider(
+        stack: tuple[str, dict[str, Any], MockRun]) -> None:
+    """A provider's tenant_id is ignored with clouds.yaml credentials (the real tier found it): Neutron
+    resources go through the deploying provider with tenant_id; Nova and Cinder take no project id."""
+    name, _, run = stack
+    for plan in expected_departments(name):
+        project = f"{plan.id}-id"
+        owned = [r for r in run.resources if r.type in (T["network"], T["subnet"], T["router"], T["port"],
+                                                         T["secgroup"], T["rule"])
+                 and department_of(r, run) == plan.id]
+        assert owned and all(r.inputs.get("tenantId") == project for r in owned)
+        assert all("-scoped::" not in r.provider for r in owned)
+        for resource in run.resources:
+            if resource.type in (T["instance"], T["volume"], T["attach"]) and department_of(resource, run) == plan.id:
+                assert f"::{plan.id}-scoped::" in resource.provider, resource.name
+
+
+def test_the_deploying_project_s_rbac_quota_is_raised_for_the_grants(
+        stack: tuple[str, dict[str, Any], MockRun]) -> None:
+    """Neutron's default rbac_policy quota (10) is too small for provincial-cloud's grants plus the
+    project's own (the real tier found it): raised to grants + reserve, never lowered."""
+    _, config, run = stack
+    (quota,) = [r for r in run.of_type(T["network_quota"]) if r.name == "deployer-rbac-quota"]
+    assert quota.inputs["projectId"] == "admin-project-id"
+    grants = len(run.of_type(T["rbac"]))
+    assert quota.inputs["rbacPolicy"] == max(10, grants + config.get("rbacQuotaReserve", 20))

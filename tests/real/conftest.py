@@ -75,7 +75,15 @@ def _openrc(path: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    """Keystone + Neutron + nova-api on loopback, fresh for the session, stopped afterwards."""
+    """Keystone + Neutron + nova-api on loopback, fresh for the session, stopped afterwards (or, with
+    FJMIG_REAL_CLOUD=DIR, one that `openstack.sh start DIR` started and that stays up: for iterating)."""
+    running = os.environ.get("FJMIG_REAL_CLOUD")
+    if running:
+        directory = Path(running)
+        if not (directory / "openrc").is_file():
+            unavailable(f"FJMIG_REAL_CLOUD={running}: no cloud there (openstack.sh start {running})")
+        yield Cloud(directory, directory / "clouds.yaml", _openrc(directory / "openrc"))
+        return
     if not shutil.which("keystone-manage") or not shutil.which("neutron-server"):
         unavailable("no OpenStack packages: run scripts/real-cloud/openstack.sh install (as root)")
     busy = [a for a in LOOPBACK if _port_open(a)]
