@@ -13,8 +13,8 @@ from .harness import Cloud, Stack, copy_project, credentials_env
 
 STACK = "provincial-cloud"
 PREVIEW_BUDGET_S = 120
-UP_BUDGET_S = 600
-DESTROY_BUDGET_S = 480
+UP_BUDGET_S = 900
+DESTROY_BUDGET_S = 600
 
 
 def test_provincial_cloud_preview_up_and_destroy_within_budget(
