@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,21 +179,3 @@ def exclude_args() -> list[str]:
     for pattern in EXCLUDE_NO_COMPUTE:
         out += ["--exclude", pattern]
     return [*out, "--exclude-dependents"]
-
-
-def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
-    start = time.monotonic()
-    result = fn(*args, **kwargs)
-    return result, time.monotonic() - start
-
-
-def wait_for(condition: Any, deadline_s: float, what: str, interval: float = 0.2) -> Any:
-    """Poll `condition` until it returns something truthy or the deadline passes."""
-    end = time.monotonic() + deadline_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {deadline_s:.0f} s waiting for {what}")
-        time.sleep(interval)
