@@ -22,11 +22,15 @@ import pulumi
 import pulumi.runtime
 
 from .addresses import stack_config
+from .cloud.credentials import Credentials
 from .errors import InfraError
 from .settings import NAMESPACE, PROJECT_ROOT, parse_settings, read_config
 
 PROJECT = "digital-fujian"
 DEPLOYER_USER_ID = "deployer-user-id"
+DEPLOYER_PROJECT_ID = "admin-project-id"
+RBAC_QUOTA = 10
+"""Neutron's default rbac_policy quota, as the mocks report it for the deploying project."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.run.calls.append((args.token, arguments))
         token = args.token
         if token == "openstack:identity/getAuthScope:getAuthScope":  # noqa: S105 - an invoke, not a secret
-            return {"id": "deployer", "userId": DEPLOYER_USER_ID, "projectId": "admin-project-id"}
+            return {"id": "deployer", "userId": DEPLOYER_USER_ID, "projectId": DEPLOYER_PROJECT_ID}
+        if token == "openstack:networking/getQuotaV2:getQuotaV2":  # noqa: S105
+            return {"id": arguments["projectId"], "projectId": arguments["projectId"], "rbacPolicy": RBAC_QUOTA}
         if token == "openstack:identity/getRole:getRole":  # noqa: S105
             return {"id": f"role-{arguments['name']}-id", "name": arguments["name"]}
         if token == "openstack:networking/getNetwork:getNetwork":  # noqa: S105
@@ -97,8 +103,10 @@ def stack_settings_config(stack: str, overrides: Mapping[str, Any] | None = None
     return config
 
 
-def run_stack(stack: str, overrides: Mapping[str, Any] | None = None, root: Path = PROJECT_ROOT) -> MockRun:
-    """Run the program of `Pulumi.<stack>.yaml` (with config `overrides`) under mocks, to completion."""
+def run_stack(stack: str, overrides: Mapping[str, Any] | None = None, root: Path = PROJECT_ROOT,
+              creds: Credentials | None = None) -> MockRun:
+    """Run the program of `Pulumi.<stack>.yaml` (with config `overrides`) under mocks, to completion.
+    Credentials default to `OS_*` variables (the scoped providers get just the project id)."""
     from .program import build
 
     run = MockRun(stack)
@@ -111,7 +119,7 @@ def run_stack(stack: str, overrides: Mapping[str, Any] | None = None, root: Path
 
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:
-        return pulumi.Output.from_input(build(settings)).apply(run.outputs.update)
+        return pulumi.Output.from_input(build(settings, creds or Credentials(None, None))).apply(run.outputs.update)
 
     program()
     return run

@@ -6,18 +6,21 @@ registered, so that a bad plan or config fails `pulumi preview` with one clear m
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import pulumi
-import pulumi_openstack as openstack
 
 from .addresses import check_allocations, check_extranet, load_allocations
-from .cloud import DepartmentTenancy, Roles
+from .cloud import DepartmentTenancy, DepartmentTenancyArgs
+from .cloud.credentials import Credentials, credentials
+from .cloud.deployer import lookup_deployer, lookup_roles, raise_rbac_quota
 from .errors import InfraError
 from .layout import TenancyLayout, tenancy_layout
-from .network import BoundaryAccessPlatform, Extranet
+from .network import BoundaryAccessPlatform, BoundaryAccessPlatformArgs, Extranet, ExtranetArgs
 from .plans import check_milestones, departments_in_scope, load_checked
-from .settings import Settings, parse_settings, read_config
+from .settings import PROJECT_ROOT, Settings, parse_settings, read_config
 
 
 def plan_stack(settings: Settings) -> tuple[list[TenancyLayout], list[str]]:
@@ -37,41 +40,32 @@ def plan_stack(settings: Settings) -> tuple[list[TenancyLayout], list[str]]:
     return layouts, milestones
 
 
-def lookup_roles(settings: Settings) -> Roles:
-    scope = openstack.identity.get_auth_scope_output(name="deployer")
-    return Roles(
-        operator_role_id=openstack.identity.get_role_output(name=settings.operator_role).id,
-        deployer_role_id=openstack.identity.get_role_output(name=settings.deployer_role).id,
-        deployer_user_id=scope.user_id,
-    )
-
-
-def build(settings: Settings) -> dict[str, Any]:
-    """Register every resource of the stack; returns the stack outputs (the executor's contract)."""
+def build(settings: Settings, creds: Credentials) -> dict[str, Any]:
+    """Register every resource of the stack; returns the stack outputs (the executor's contract).
+    The plans are checked before the cloud is asked anything."""
     layouts, milestones = plan_stack(settings)
-    extranet = Extranet("extranet", settings.extranet)
+    deployer = lookup_deployer()
+    extranet = Extranet("extranet", ExtranetArgs(settings.extranet))
     outputs: dict[str, Any] = {}
     boundary = settings.extranet.boundary
     if boundary is not None:
         assert settings.external_network is not None  # parse_settings insists
-        platform = BoundaryAccessPlatform(boundary, external_network=settings.external_network,
-                                          segment=extranet.segments[boundary.segment])
+        platform = BoundaryAccessPlatform("boundary", BoundaryAccessPlatformArgs(
+            boundary, settings.external_network, extranet.segments[boundary.segment]))
         outputs["boundary"] = {"router_id": platform.router_id, "security_group_id": platform.security_group_id}
-    roles = lookup_roles(settings)
+    roles = lookup_roles(settings.operator_role, settings.deployer_role, deployer)
+    quota = raise_rbac_quota(deployer, grants=len(layouts), reserve=settings.rbac_quota_reserve)
     targets: dict[str, Any] = {}
     archives: dict[str, Any] = {}
     tenancies: dict[str, Any] = {}
     for layout in layouts:
-        segment = extranet.segments[layout.segment.name]
-        tenancy = DepartmentTenancy(
-            layout, roles=roles, extranet_network_id=segment.network.id,
-            share_extranet=lambda dept, project_id, name=layout.segment.name: extranet.share(name, dept, project_id),
-            image=settings.image, key_pair=settings.key_pair)
-        targets.update(tenancy.targets())
-        archive = tenancy.archive()
-        if archive is not None:
-            archives[layout.dept] = archive
-        tenancies[layout.dept] = tenancy.summary()
+        tenancy = DepartmentTenancy(layout.dept, DepartmentTenancyArgs(
+            layout, roles, extranet.segments[layout.segment.name].network.id, settings.image, settings.key_pair,
+            creds, grant_depends_on=tuple(quota), extranet=extranet))
+        targets.update(tenancy.targets)
+        if tenancy.archive is not None:
+            archives[layout.dept] = tenancy.archive
+        tenancies[layout.dept] = tenancy.summary
     outputs.update({
         "scope": settings.scope,
         "targets": targets,
@@ -84,8 +78,16 @@ def build(settings: Settings) -> dict[str, Any]:
     return outputs
 
 
-def main() -> None:
-    """The Pulumi entry point: read the stack config, build, export."""
-    settings = parse_settings(read_config())
-    for name, value in build(settings).items():
+def openstack_config() -> dict[str, Any]:
+    """The `openstack:cloud` and `openstack:region` of the stack (the default provider's)."""
+    config = pulumi.Config("openstack")
+    return {"cloud": config.get("cloud"), "region": config.get("region")}
+
+
+def main(root: Path = PROJECT_ROOT) -> None:
+    """The Pulumi entry point (and the Automation API's inline program): read the stack config and the
+    credential source, build, export. Relative paths in config are resolved against `root`."""
+    settings = parse_settings(read_config(), root)
+    creds = credentials(openstack_config(), os.environ)
+    for name, value in build(settings, creds).items():
         pulumi.export(name, value)

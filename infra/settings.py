@@ -22,9 +22,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 STRING_KEYS = ("plans", "scope", "addressSpace", "externalNetwork", "image", "keyPair", "addresses",
                "operatorRole", "deployerRole")
-NUMBER_KEYS = ("quotaHeadroom", "dataHeadroom")
+NUMBER_KEYS = ("quotaHeadroom", "dataHeadroom", "rbacQuotaReserve")
 OBJECT_KEYS = ("flavors", "operationsCidrs", "clientCidrs", "sharingPlatformCidrs", "milestones", "extranet")
 
+DEFAULT_RBAC_QUOTA_RESERVE = 20
 FIXED_SCOPES = ("provincial-cloud", "social-enterprise-cloud")
 LEVELS = ("province", "city", "county")
 
@@ -109,6 +110,8 @@ class Settings:
     deployer_role: str
     quota_headroom: float
     data_headroom: float
+    rbac_quota_reserve: int
+    """Room in the deploying project's rbac_policy quota for the grants it owns besides this stack's."""
     milestones: tuple[str, ...]
     extranet: Extranet
 
@@ -337,6 +340,7 @@ def parse_settings(raw: Mapping[str, Any], root: Path = PROJECT_ROOT) -> Setting
         deployer_role=str(raw.get("deployerRole") or "admin"),
         quota_headroom=_number(raw, "quotaHeadroom", 0.5),
         data_headroom=_number(raw, "dataHeadroom", 0.3),
+        rbac_quota_reserve=_int("rbacQuotaReserve", raw.get("rbacQuotaReserve", DEFAULT_RBAC_QUOTA_RESERVE), 0, 10**6),
         milestones=tuple(str(m) for m in milestones),
         extranet=extranet,
     )

@@ -1,6 +1,6 @@
 """What must never reach a Digital Fujian cloud, as plain validate functions.
 
-The issue's four rules (no inbound from anywhere, department tags on instances, nothing for a
+Four rules (no inbound from anywhere, department tags on instances, nothing for a
 classified system, subnets inside the address space) and one more: no network opened to every
 project (the extranet is shared per tenant project by RBAC).
 
@@ -107,7 +107,9 @@ def no_inbound_from_anywhere(args: ResourceValidationArgs, report_violation: Rep
 
 def instance_department_tags(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     """Every instance carries department, level and city tags that match its department's plan."""
-    if args.resource_type != INSTANCE:
+    if args.resource_type != INSTANCE or not args.props:
+        # No properties at all: a resource left out of this update (`--exclude`, `--target`); the
+        # engine hands it to the pack with its old state, which is empty for one never created.
         return
     tags = {}
     for tag in args.props.get("tags") or []:

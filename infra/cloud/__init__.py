@@ -1,5 +1,5 @@
 """Cloud tenancies: one `DepartmentTenancy` per department that lands on this stack."""
 
-from .tenancy import DepartmentTenancy, Roles
+from .tenancy import DepartmentTenancy, DepartmentTenancyArgs, Roles
 
-__all__ = ["DepartmentTenancy", "Roles"]
+__all__ = ["DepartmentTenancy", "DepartmentTenancyArgs", "Roles"]

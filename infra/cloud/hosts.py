@@ -29,6 +29,7 @@ class HostResources:
 class HostContext:
     network_id: pulumi.Input[str]
     subnet_id: pulumi.Input[str]
+    project_id: pulumi.Input[str]
     groups: dict[str, openstack.networking.SecGroup]
     image: str
     key_pair: str | None
@@ -36,12 +37,15 @@ class HostContext:
 
 def create_host(host: Host, ctx: HostContext, parent: pulumi.Resource,
                 provider: pulumi.ProviderResource) -> HostResources:
+    """The port is the department's by `tenant_id`; the instance and the volume are created through the
+    provider scoped to the department's project (Nova and Cinder take no project id)."""
     opts = pulumi.ResourceOptions(parent=parent, provider=provider)
     metadata = dict(tag.split("=", 1) for tag in host.tags)
     port = openstack.networking.Port(
-        host.name, name=host.name, network_id=ctx.network_id,
+        host.name, name=host.name, network_id=ctx.network_id, tenant_id=ctx.project_id,
         fixed_ips=[openstack.networking.PortFixedIpArgs(subnet_id=ctx.subnet_id, ip_address=str(host.address))],
-        security_group_ids=[ctx.groups[g].id for g in host.groups], tags=list(host.tags), opts=opts)
+        security_group_ids=[ctx.groups[g].id for g in host.groups], tags=list(host.tags),
+        opts=pulumi.ResourceOptions(parent=parent))
     instance = openstack.compute.Instance(
         host.name, name=host.name, flavor_name=host.flavor.name, image_name=ctx.image, key_pair=ctx.key_pair,
         networks=[openstack.compute.InstanceNetworkArgs(port=port.id)], tags=list(host.tags), metadata=metadata,

@@ -1,8 +1,8 @@
 """Keystone: the department's project, its operator group, and a provider scoped to the project.
 
 Instances and volumes belong to the project that the creating token is scoped to, so they are
-created through a provider scoped to the department's project; the deploying user gets
-`deployerRole` on the project first. Quotas, RBAC and provider networks stay with the admin scope.
+created through a provider scoped to the department's project (`credentials.py` says how it is
+scoped for each credential source); the deploying user gets `deployerRole` on the project first.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pulumi
 import pulumi_openstack as openstack
 
 from ..layout import TenancyLayout
+from .credentials import Credentials, scoped_provider_args
 
 
 @dataclass(frozen=True)
@@ -31,20 +32,20 @@ class Identity:
     provider: openstack.Provider
 
 
-def create_identity(layout: TenancyLayout, roles: Roles, parent: pulumi.Resource) -> Identity:
+def create_identity(name: str, layout: TenancyLayout, roles: Roles, creds: Credentials,
+                    parent: pulumi.Resource) -> Identity:
     dept = layout.plan.department
     opts = pulumi.ResourceOptions(parent=parent)
     project = openstack.identity.Project(
-        dept.id, name=dept.id, description=f"{dept.name} ({dept.id}): migrated systems", tags=layout.tags, opts=opts)
+        name, name=dept.id, description=f"{dept.name} ({dept.id}): migrated systems", tags=layout.tags, opts=opts)
     group = openstack.identity.GroupV3(
-        f"{dept.id}-operators", name=f"{dept.id}-operators", description=f"Operators of {dept.name}", opts=opts)
+        f"{name}-operators", name=f"{dept.id}-operators", description=f"Operators of {dept.name}", opts=opts)
     openstack.identity.RoleAssignment(
-        f"{dept.id}-operators", group_id=group.id, project_id=project.id, role_id=roles.operator_role_id, opts=opts)
+        f"{name}-operators", group_id=group.id, project_id=project.id, role_id=roles.operator_role_id, opts=opts)
     deployer = openstack.identity.RoleAssignment(
-        f"{dept.id}-deployer", user_id=roles.deployer_user_id, project_id=project.id,
+        f"{name}-deployer", user_id=roles.deployer_user_id, project_id=project.id,
         role_id=roles.deployer_role_id, opts=opts)
-    defaults = pulumi.Config("openstack")
     provider = openstack.Provider(
-        f"{dept.id}-scoped", tenant_id=project.id, cloud=defaults.get("cloud"), region=defaults.get("region"),
+        f"{name}-scoped", **scoped_provider_args(creds, project.id),
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[deployer]))
     return Identity(project, group, provider)

@@ -12,10 +12,9 @@ import pulumi_openstack as openstack
 from ..layout import TenancyLayout
 
 
-def create_quotas(layout: TenancyLayout, project_id: pulumi.Input[str], parent: pulumi.Resource) -> None:
+def create_quotas(name: str, layout: TenancyLayout, project_id: pulumi.Input[str], parent: pulumi.Resource) -> None:
     q = layout.quotas
     opts = pulumi.ResourceOptions(parent=parent)
-    name = layout.dept
     openstack.compute.QuotaSetV2(
         f"{name}-compute", project_id=project_id, instances=q.instances, cores=q.cores, ram=q.ram_mb, opts=opts)
     openstack.networking.QuotaV2(

@@ -1,6 +1,6 @@
 """The e-government extranet: provider-network segments with QoS, and the boundary access platform."""
 
-from .boundary import BoundaryAccessPlatform
-from .extranet import Extranet
+from .boundary import BoundaryAccessPlatform, BoundaryAccessPlatformArgs
+from .extranet import Extranet, ExtranetArgs
 
-__all__ = ["BoundaryAccessPlatform", "Extranet"]
+__all__ = ["BoundaryAccessPlatform", "BoundaryAccessPlatformArgs", "Extranet", "ExtranetArgs"]

@@ -17,7 +17,7 @@ from .. import __version__
 from ..errors import FjmigError
 from .common import UsageError, UserError, console
 
-COMMAND_MODULES = ("plan_cmds", "lab_cmds", "run_cmds", "journal_cmds", "review_cmds", "demo_cmds")
+COMMAND_MODULES = ("plan_cmds", "lab_cmds", "run_cmds", "journal_cmds", "review_cmds", "infra_cmds", "demo_cmds")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,8 @@ def add_targets(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inventory", type=Path, metavar="FILE", help="Ansible inventory of the source hosts")
     parser.add_argument("--outputs", type=Path, action="append", default=[], metavar="FILE",
                         help="targets: JSON of 'pulumi stack output --json' (repeat for several stacks)")
+    parser.add_argument("--stack", action="append", default=[], metavar="S",
+                        help="targets: the outputs of Pulumi stack S, read from its state (repeatable)")
     parser.add_argument("--lab", nargs="?", const=DEFAULT_LAB, default=None, metavar="STATE_DIR",
                         help=f"take inventory and outputs from the lab (default {DEFAULT_LAB})")
 
@@ -89,10 +91,24 @@ def targets(args: argparse.Namespace) -> Inventory:
     if args.lab:
         return lab_targets(Path(args.lab))
     if args.inventory:
-        if not args.outputs:
-            raise UsageError("--inventory needs --outputs (pulumi stack output --json) for the targets")
-        return load_inventory(args.inventory, list(args.outputs))
+        outputs = list(args.outputs) + stack_outputs(args.stack)
+        if not outputs:
+            raise UsageError("--inventory needs --outputs (pulumi stack output --json) or --stack for the targets")
+        return load_inventory(args.inventory, outputs)
     raise UsageError("say where to run: --lab, or --inventory FILE --outputs FILE")
+
+
+def stack_outputs(stacks: list[str]) -> list[Path]:
+    """Each stack's outputs, written where --outputs reads them (infra/automation.py does the work)."""
+    if not stacks:
+        return []
+    from infra.automation import stack_outputs_file
+    from infra.errors import InfraError
+
+    try:
+        return [stack_outputs_file(stack) for stack in stacks]
+    except InfraError as exc:
+        raise UserError(str(exc)) from None
 
 
 def valid_plans(plans_dir: str) -> PlanSet:

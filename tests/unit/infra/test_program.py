@@ -1,6 +1,6 @@
 """The Pulumi programs under Pulumi's mock runtime, for every shipped stack (no CLI, no cloud).
 
-The mocks echo inputs and validate nothing, so these tests check what the issue fixes: resource
+The mocks echo inputs and validate nothing, so these tests check what the program must get right: resource
 types and counts per department, CIDRs, quotas, security rules, nothing for classified systems,
 the exported targets, and the extranet's segments, QoS and RBAC.
 """
@@ -53,7 +53,7 @@ ALL_PLANS = load_plans(PLANS)
 
 
 def expected_departments(scope: str) -> list[DepartmentPlan]:
-    """Restated from the issue: the plan's target, and for municipal-dc-<city> the department's city."""
+    """Restated from the plan format: the plan's target, and for municipal-dc-<city> the department's city."""
     out = []
     for plan in ALL_PLANS.departments.values():
         if scope.startswith("municipal-dc-"):
@@ -87,7 +87,7 @@ def department_of(resource: Registered, run: MockRun) -> str | None:
         return by_tag
     inputs = resource.inputs
     for key in ("projectId", "targetTenant", "tenantId"):
-        if isinstance(inputs.get(key), str) and inputs[key].endswith("-id"):
+        if isinstance(inputs.get(key), str) and inputs[key].removesuffix("-id") in ALL_PLANS.departments:
             return inputs[key].removesuffix("-id")
     if resource.type == T["router_interface"] and str(inputs.get("routerId", "")).endswith("-router-id"):
         dept = inputs["routerId"].removesuffix("-router-id")
@@ -107,7 +107,7 @@ def stack(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any], MockRun]
     return request.param, stack_config(request.param), run_shipped_stack(request.param)
 
 
-def test_the_issue_s_stacks_ship() -> None:
+def test_every_target_group_ships_a_stack() -> None:
     assert {"provincial-cloud", "social-enterprise-cloud"} <= set(STACKS)
     assert any(s.startswith("municipal-dc-") for s in STACKS)
     for name in STACKS:
@@ -153,7 +153,8 @@ def test_resources_by_type_and_count_per_department(stack: tuple[str, dict[str, 
     segments = stack[1]["extranet"]["segments"]
     boundary = stack[1]["extranet"].get("boundary")
     expected_rest = Counter({T["tenancy"]: len(departments), T["extranet"]: 1, T["network"]: len(segments),
-                             T["subnet"]: len(segments), T["qos"]: len(segments), T["qos_rule"]: 2 * len(segments)})
+                             T["subnet"]: len(segments), T["qos"]: len(segments), T["qos_rule"]: 2 * len(segments),
+                             T["network_quota"]: 1})  # the deploying project's rbac_policy quota
     if boundary:
         expected_rest.update({T["boundary"]: 1, T["router"]: 1, T["network"]: 1, T["subnet"]: 1, T["port"]: 1,
                               T["router_interface"]: 2, T["secgroup"]: 1, T["rule"]: len(boundary["flows"])})
@@ -393,3 +394,44 @@ def test_boundary_platform_joins_the_government_network_and_the_extranet() -> No
     assert len(rules) == len(boundary["flows"])
     assert ("openstack:networking/getNetwork:getNetwork", {"name": config["externalNetwork"], "external": True}) \
         in run.calls
+
+
+def test_qos_policies_carry_no_tags_and_their_segment_s_networks_do(
+        stack: tuple[str, dict[str, Any], MockRun]) -> None:
+    """Neutron 21 rejects the provider's replace-all tags call on QoS policies (the real tier found it)."""
+    _, config, run = stack
+    for segment in config["extranet"]["segments"]:
+        tags = {f"extranet={segment['kind']}", f"level={segment['level']}", f"city={segment.get('city') or 'none'}"}
+        qos = run.named(T["qos"], f"extranet-{segment['name']}-qos")
+        assert not qos.inputs.get("tags")
+        assert all(t in qos.inputs["description"] for t in tags)
+        assert set(run.named(T["network"], f"extranet-{segment['name']}").inputs["tags"]) == tags
+        assert set(run.named(T["subnet"], f"extranet-{segment['name']}-subnet").inputs["tags"]) == tags
+
+
+def test_neutron_resources_are_the_department_s_by_tenant_id_and_hosts_use_its_scoped_provider(
+        stack: tuple[str, dict[str, Any], MockRun]) -> None:
+    """A provider's tenant_id is ignored with clouds.yaml credentials (the real tier found it): Neutron
+    resources go through the deploying provider with tenant_id; Nova and Cinder take no project id."""
+    name, _, run = stack
+    for plan in expected_departments(name):
+        project = f"{plan.id}-id"
+        owned = [r for r in run.resources if r.type in (T["network"], T["subnet"], T["router"], T["port"],
+                                                         T["secgroup"], T["rule"])
+                 and department_of(r, run) == plan.id]
+        assert owned and all(r.inputs.get("tenantId") == project for r in owned)
+        assert all("-scoped::" not in r.provider for r in owned)
+        for resource in run.resources:
+            if resource.type in (T["instance"], T["volume"], T["attach"]) and department_of(resource, run) == plan.id:
+                assert f"::{plan.id}-scoped::" in resource.provider, resource.name
+
+
+def test_the_deploying_project_s_rbac_quota_is_raised_for_the_grants(
+        stack: tuple[str, dict[str, Any], MockRun]) -> None:
+    """Neutron's default rbac_policy quota (10) is too small for provincial-cloud's grants plus the
+    project's own (the real tier found it): raised to grants + reserve, never lowered."""
+    _, config, run = stack
+    (quota,) = [r for r in run.of_type(T["network_quota"]) if r.name == "deployer-rbac-quota"]
+    assert quota.inputs["projectId"] == "admin-project-id"
+    grants = len(run.of_type(T["rbac"]))
+    assert quota.inputs["rbacPolicy"] == max(10, grants + config.get("rbacQuotaReserve", 20))

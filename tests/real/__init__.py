@@ -1,0 +1,1 @@
+"""The real tier (see conftest.py)."""
