@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,10 @@ class _Job:
     pidfd: int
 
 
-def serve(socket_path: str) -> None:
-    """Import ansible, then fork a child per request until told to stop (SIGTERM) or orphaned."""
+def serve(socket_path: str, fingerprint: Callable[[dict[str, str], str], dict[str, str]] | None = None) -> None:
+    """Import ansible, then fork a child per request until told to stop (SIGTERM) or orphaned.
+    `fingerprint` decides which jobs may fork (default: ansible_internals.import_fingerprint; an
+    execution node's jobs each run in their own project copy: config_fingerprint)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)  # dies with the fjmig process that started it
     if os.getppid() == 1:
@@ -72,7 +75,8 @@ def serve(socket_path: str) -> None:
     internals.preload_modules()
     internals.cache_collection_metadata()
     internals.preload_plugins()
-    fingerprint = internals.import_fingerprint(dict(os.environ), os.getcwd())
+    fingerprint_of = fingerprint or internals.import_fingerprint
+    own = fingerprint_of(dict(os.environ), os.getcwd())
     local_tmp_root = internals.local_tmp_root()
     counts = {"forked": 0, "fallback": 0}
 
@@ -108,7 +112,7 @@ def serve(socket_path: str) -> None:
                             send(conn, dict(counts))
                         conn.close()
                         continue
-                    fast = internals.import_fingerprint(request["env"], request["cwd"]) == fingerprint
+                    fast = fingerprint_of(request["env"], request["cwd"]) == own
                     counts["forked" if fast else "fallback"] += 1
                     pid = os.fork()
                     if pid == 0:  # the child never returns
