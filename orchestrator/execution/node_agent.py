@@ -23,7 +23,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 WRAPPER = """#!{python} -IS
@@ -112,23 +111,40 @@ def serve(run_tag: str, envvars: dict[str, str]) -> None:
     os.environ["FJMIG_NODE_SERVER"] = run_tag
     os.chdir(project)
 
-    def tether() -> None:
-        while not os.path.exists(socket_path):
-            time.sleep(0.01)
-        sys.stdout.write(json.dumps({"socket": socket_path, "wrapper": wrapper, "code": code_dir()}) + "\n")
-        sys.stdout.flush()
-        with contextlib.suppress(OSError):
-            while sys.stdin.buffer.read(4096):
-                pass
-        os.kill(os.getpid(), signal.SIGTERM)  # the control node is gone: stop, killing the playbooks
-
-    threading.Thread(target=tether, daemon=True).start()
+    _tether(socket_path, {"socket": socket_path, "wrapper": wrapper, "code": code_dir()})
     try:
         serve_playbooks(socket_path, internals.config_fingerprint)
     finally:
         close_masters(envvars.get("ANSIBLE_SSH_CONTROL_PATH_DIR", ""))
         with contextlib.suppress(OSError):
             os.rmdir(root)
+
+
+def _tether(socket_path: str, ready: dict[str, str]) -> None:
+    """Fork the server's tether: a child that says when the server listens (a JSON line on the SSH
+    session's stdout), then reads the session's stdin until it ends and stops the server (SIGTERM).
+    A process, not a thread: the server forks its playbooks, and a thread blocked on a lock (a
+    buffered stdin's) would leave that lock taken in every child."""
+    server = os.getpid()
+    if os.fork() == 0:
+        try:
+            import ctypes
+
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: never outlive the server
+            while not os.path.exists(socket_path):
+                if os.getppid() != server:
+                    os._exit(0)
+                time.sleep(0.01)
+            os.write(1, (json.dumps(ready) + "\n").encode())
+            while os.read(0, 4096):
+                pass
+            os.kill(server, signal.SIGTERM)  # the control node is gone: stop, killing the playbooks
+        finally:
+            os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
 
 
 def close_masters(control_dir: str) -> None:

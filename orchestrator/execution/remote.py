@@ -275,6 +275,10 @@ class NodeLinks:
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop every node's playbook server (its tether closes) and the master connections."""
         for link in self.links.values():
             link.close()
 
