@@ -148,6 +148,8 @@ def lab_up(plans: PlanSet, state_dir: Path, *, name: str = "fjmig", index: int =
         record["held_by"] = holder()
     write_json(paths.record, record)  # before anything is built: a crash leaves a record to clean up
     try:
+        if node_env is not None:
+            record["node_env"] = str(node_env)
         state = build.build(paths, topo, str(plans.root), scale_mb_per_gb, record, sorted(plans.milestones),
                             node_env)
     except BaseException as exc:
@@ -222,13 +224,24 @@ def lab_status(state_dir: Path) -> dict[str, Any]:
 
 
 def lab_check(state_dir: Path, *, timeout: float = 10.0, known_hosts: Path | None = None) -> list[HostCheck]:
-    """SSH to every host (paramiko, RejectPolicy, the pinned known_hosts) and run `hostname`."""
-    from .check import check_hosts
+    """SSH to every host (paramiko, RejectPolicy, the pinned known_hosts) and run `hostname`; each
+    execution node runs its ansible-runner, and the hosts only it reaches answer through it."""
+    from .artifacts import HOST_KNOWN_HOSTS, NODE_KEY
+    from .check import NodeSpec, check_hosts, check_node
 
     state = load_lab(state_dir)
-    hosts = [(h.name, h.address, h.hostname) for h in state.topology.hosts.values()]
-    return check_hosts(hosts, known_hosts=known_hosts or state.paths.known_hosts, key=state.paths.key,
-                       timeout=timeout)
+    topo = state.topology
+    hidden = {h.name for h in topo.hosts.values() if h.target_group in topo.hidden}
+    hosts = [(h.name, h.address, h.hostname) for h in topo.hosts.values() if h.name not in hidden]
+    pins = known_hosts or state.paths.known_hosts
+    results = check_hosts(hosts, known_hosts=pins, key=state.paths.key, timeout=timeout)
+    venv = str(state.record.get("node_env") or "")
+    for node, served in topo.nodes.items():
+        behind = tuple((h.name, h.address, h.hostname) for h in topo.hosts.values()
+                       if h.name in hidden and h.target_group == served[0])
+        spec = NodeSpec(node, topo.hosts[node].address, venv, NODE_KEY, HOST_KNOWN_HOSTS, behind)
+        results += check_node(spec, known_hosts=pins, key=state.paths.key, timeout=timeout)
+    return results
 
 
 @contextlib.contextmanager
