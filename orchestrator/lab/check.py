@@ -91,8 +91,8 @@ def check_node(node: NodeSpec, *, known_hosts: Path, key: Path, timeout: float =
         for host, address, expected in node.behind:
             status, name = run(["ssh", "-i", node.key, "-o", "StrictHostKeyChecking=yes",
                                 "-o", f"UserKnownHostsFile={node.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
-                                "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout:.0f}",
-                                f"root@{address}", "hostname"])
+                                "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                                "-o", f"ConnectTimeout={timeout:.0f}", f"root@{address}", "hostname"])
             ok = status == 0 and name == expected
             out.append(HostCheck(host, address, ok, f"hostname {name} (through {node.name})" if ok
                                  else f"through {node.name}: {name[-200:] or f'exit {status}'}"))
