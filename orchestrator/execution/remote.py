@@ -307,16 +307,18 @@ def run_remote_job(link: NodeLink, job: Job, config: RunnerConfig, cancel: threa
     """Run JOB on LINK's node. `prepare(job_dir)` writes the job's env files and returns runner's
     keyword arguments and the event handler (runner.py's, shared with local jobs); `finish(job_dir,
     status, rc, stats)` turns the outcome into a JobResult as for a local job."""
-    from .runner import JobResult
+    from .runner import JobResult, stop_remote
 
     node = link.node
     try:
         link.ready()
-        if token and token in link.dirty:  # lost with a connection: its worker may still run there
-            link.stop([token])
-            link.dirty.discard(token)
     except NodeLost as exc:
         return JobResult("lost", LOST_RC, str(exc), {}, node=node.name)
+    if token and token in link.dirty:  # lost with a connection: its worker, and what it started, may still run
+        stopped = stop_remote(list(job.hosts), [token], config)  # (cancel_on_nodes: the node, then the hosts)
+        if stopped.status != "successful":
+            return JobResult("lost", LOST_RC, f"execution node {node.name}: could not stop the job's previous "
+                             f"attempt: {stopped.message}", {}, node=node.name)
     job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=config.work_dir)).resolve()
     os.chmod(job_dir, 0o700)
     try:
