@@ -65,7 +65,8 @@ def test_a_node_must_declare_what_it_serves_and_how_it_is_reached() -> None:
 
 def test_the_refusal_names_each_job_and_its_hosts() -> None:
     nodes = nodes_of(inventory({"node-a": ["dept", "provincial"], "node-b": ["city"]}))
-    jobs = [job("d/s:presync", "src1", "tgt1"), job("d/t:presync", "src1", "tgt2"), job("d/u:share", "sharing-platform")]
+    jobs = [job("d/s:presync", "src1", "tgt1"), job("d/t:presync", "src1", "tgt2"),
+            job("d/u:share", "sharing-platform")]
     missing = unroutable(nodes, jobs)
     assert [j.step_id for j in missing] == ["d/t:presync", "d/u:share"]
     text = refusal(nodes, missing, Path("hosts.yml"))
@@ -83,7 +84,8 @@ def test_a_run_no_node_can_serve_starts_nothing(tmp_path: Path) -> None:
     journal = tmp_path / "journal.db"
     with pytest.raises(NodeError) as refused:
         runs.run(plans, inv, journal, runs.options_for(journal, playbook_server=False))
-    assert "t-hub/registry:presync: hosts hub-app01, t-hub-registry; no node reaches t-hub-registry" in str(refused.value)
+    why = "t-hub/registry:presync: hosts hub-app01, t-hub-registry; no node reaches t-hub-registry"
+    assert why in str(refused.value)
     with Journal.open(journal, readonly=True) as j:
         assert j.runs() == [] and j.step_records() == {}
 
