@@ -137,7 +137,7 @@ class NodeLink:
         log = self.control_dir / f"{self.socket.name}.log"
         with open(log, "wb") as err:
             self.master = subprocess.Popen(self.ssh_argv([], master=True), stdin=subprocess.DEVNULL,
-                                           stdout=subprocess.DEVNULL, stderr=err)
+                                           stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
         deadline = time.monotonic() + 30
         while not self.socket.exists():
             if self.master.poll() is not None or time.monotonic() > deadline:
@@ -153,7 +153,8 @@ class NodeLink:
         payload = json.dumps({"sha": sha, "files": files, "args": args}) + "\n"
         argv = self.ssh_argv([self._python(), "-I", "-c", BOOT])
         try:
-            done = subprocess.run(argv, input=payload.encode(), capture_output=True, timeout=timeout, check=False)
+            done = subprocess.run(argv, input=payload.encode(), capture_output=True, timeout=timeout, check=False,
+                                  start_new_session=True)
         except subprocess.TimeoutExpired:
             raise NodeLost(f"execution node {self.node.name} did not answer within {timeout:.0f} s") from None
         if done.returncode == LOST_RC:
@@ -196,13 +197,19 @@ class NodeLink:
                 self.info.pop("socket", None)
                 self.server = None
 
+    @property
+    def server_tag(self) -> str:
+        """The node's server of this journal's runs (FJMIG_NODE_SERVER): one per node."""
+        return f"{self.tag}:{hashlib.sha256(self.node.name.encode()).hexdigest()[:12]}"
+
     def _start_server(self) -> None:
-        self.agent(["stop", "[]", json.dumps([self.tag])])  # a dead run's or a lost connection's server
+        self.agent(["stop", "[]", json.dumps([self.server_tag])])  # a dead run's or a lost connection's
         sha, files = code_bundle(self.playbooks_dir)
-        payload = json.dumps({"sha": sha, "files": files, "args": ["serve", self.tag, json.dumps(self.envvars())]})
-        remote = ["env", f"FJMIG_NODE_SERVER={self.tag}", self._python(), "-I", "-c", BOOT]
+        payload = json.dumps({"sha": sha, "files": files,
+                              "args": ["serve", self.server_tag, json.dumps(self.envvars())]})
+        remote = ["env", f"FJMIG_NODE_SERVER={self.server_tag}", self._python(), "-I", "-c", BOOT]
         self.server = subprocess.Popen(self.ssh_argv(remote), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       stderr=subprocess.DEVNULL)
+                                       stderr=subprocess.DEVNULL, start_new_session=True)
         assert self.server.stdin is not None and self.server.stdout is not None
         self.server.stdin.write(payload.encode() + b"\n")
         self.server.stdin.flush()  # (stdin stays open: the server's tether)
@@ -366,8 +373,10 @@ def _stream(link: NodeLink, job: Job, job_dir: Path, kwargs: dict[str, Any],
     remote = ["env", *(f"{k}={v}" for k, v in tagged.items()), f"{link.node.venv.rstrip('/')}/bin/ansible-runner",
               "worker", "--private-data-dir", node_job_dir, "--delete"]
     link.counts["jobs"] += 1
+    # (its own session, as every ssh here: a Ctrl-C on the terminal reaches fjmig, which stops the job
+    # on the node, not ssh, whose death would look like a lost node)
     proc = subprocess.Popen(link.ssh_argv(remote), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, start_new_session=True)
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     errors: list[bytes] = []
     threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True).start()  # type: ignore[union-attr]
