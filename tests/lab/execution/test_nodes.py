@@ -211,8 +211,7 @@ def test_a_run_without_a_node_for_a_job_is_refused_before_anything_starts(tmp_pa
         assert f"{HIDDEN}:presync: hosts xm-app01, t-xm-permits; no node reaches xm-app01" in result.stderr
         assert "nothing was started" in result.stderr
         with Journal.open(journal, readonly=True) as j:
-            assert j.runs() == []
-        assert not tagged(journal)
+            assert j.runs() == [] and j.step_records() == {}  # no run began, no job ran
 
 
 # -- faults ------------------------------------------------------------------------------------
