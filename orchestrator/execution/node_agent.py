@@ -9,7 +9,7 @@ only at import: the server imports ansible from the node's own environment (its 
 - `serve RUN_TAG`: the node's warm playbook server for one run, started with the environment
   ansible-runner gives the node's jobs (so a job forks instead of starting ansible-playbook). It is
   tethered to its SSH session: when the control node closes it, dies, or drops off the network
-  (the session's stdin ends), the server stops and kills the playbooks it runs.
+  (its stdin ends), the server stops and kills the playbooks it runs.
 - `stop TOKENS_JSON`: kill every process on the node whose environment holds one of the job
   tokens (the job's `ansible-runner worker` and all it started, which inherit it), then wait
   until they are gone, so that a rerun never runs beside its predecessor.
@@ -122,7 +122,7 @@ def serve(run_tag: str, envvars: dict[str, str]) -> None:
 
 def _tether(socket_path: str, ready: dict[str, str]) -> None:
     """Fork the server's tether: a child that says when the server listens (a JSON line on the SSH
-    session's stdout), then reads the session's stdin until it ends and stops the server (SIGTERM).
+    channel's stdout), then reads the channel's stdin until it ends and stops the server (SIGTERM).
     A process, not a thread: the server forks its playbooks, and a thread blocked on a lock (a
     buffered stdin's) would leave that lock taken in every child."""
     server = os.getpid()
