@@ -34,6 +34,17 @@ sys.exit(client_main(sys.argv[1:]))
 """
 
 
+WORKER = """#!{python} -IS
+# fjmig on an execution node: `ansible-runner worker` for a job, run by the node's warm server
+# (a fork of a process that has imported ansible-runner), or exec'd without one.
+import sys
+sys.path.insert(0, {root!r})
+from orchestrator.execution.playbook_client import client_main
+sys.exit(client_main(sys.argv[1:], program="ansible-runner-worker", fallback=[{runner!r}, "worker"]))
+"""
+WORKER_PROGRAM = "ansible-runner-worker"
+
+
 def code_dir() -> str:
     """Where the shipped code lives on this node (this module's package root)."""
     return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -43,9 +54,10 @@ def node_dir() -> str:
     return os.path.dirname(code_dir())
 
 
-def write_wrapper() -> str:
-    path = os.path.join(code_dir(), "ansible-playbook-wrapper")
-    text = WRAPPER.format(python=sys.executable, root=code_dir())
+def write_wrapper(name: str = "ansible-playbook-wrapper", template: str = WRAPPER) -> str:
+    path = os.path.join(code_dir(), name)
+    runner = os.path.join(os.path.dirname(sys.executable), "ansible-runner")
+    text = template.format(python=sys.executable, root=code_dir(), runner=runner)
     if not os.path.exists(path):
         tmp = f"{path}.tmp{os.getpid()}"
         with open(tmp, "w", encoding="utf-8") as handle:
@@ -105,15 +117,18 @@ def serve(run_tag: str, envvars: dict[str, str]) -> None:
         os.unlink(socket_path)
     project = os.path.join(code_dir(), "project")
     wrapper = write_wrapper()
+    worker = write_wrapper("ansible-runner-worker", WORKER)
     env = internals.runner_environment(project, envvars, wrapper)  # type: ignore[arg-type]
     os.environ.clear()
     os.environ.update(env)
     os.environ["FJMIG_NODE_SERVER"] = run_tag
     os.chdir(project)
 
-    _tether(socket_path, {"socket": socket_path, "wrapper": wrapper, "code": code_dir()})
+    _tether(socket_path, {"socket": socket_path, "wrapper": wrapper, "worker": worker, "code": code_dir()})
+    import ansible_runner.__main__  # noqa: F401  (what each job's worker runs, imported once)
+
     try:
-        serve_playbooks(socket_path, internals.config_fingerprint)
+        serve_playbooks(socket_path, internals.config_fingerprint, {WORKER_PROGRAM: run_worker})
     finally:
         close_masters(envvars.get("ANSIBLE_SSH_CONTROL_PATH_DIR", ""))
         with contextlib.suppress(OSError):
@@ -145,6 +160,27 @@ def _tether(socket_path: str, ready: dict[str, str]) -> None:
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     os.close(devnull)
+
+
+def run_worker(argv: list[str]) -> int:
+    """`ansible-runner worker ARGV[1:]` in this (forked) process: ansible-runner's own entry point,
+    reading the job's stream on stdin and writing events and artifacts on stdout, as the command
+    does. Its --delete removes the job's directory at exit, which os._exit skips: done here."""
+    from ansible_runner.__main__ import main as runner_main
+
+    args = ["worker", *argv[1:]]
+    try:
+        runner_main(args)
+        code = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    finally:
+        sys.stdout.flush()
+        if "--delete" in args and "--private-data-dir" in args:
+            import shutil
+
+            shutil.rmtree(args[args.index("--private-data-dir") + 1], ignore_errors=True)
+    return code
 
 
 def close_masters(control_dir: str) -> None:

@@ -370,8 +370,13 @@ def _stream(link: NodeLink, job: Job, job_dir: Path, kwargs: dict[str, Any],
         kwargs.pop("binary", None)
         kwargs["cmdline"] = None
     tagged = {"FJMIG_JOB_TOKEN": token} if token else {}
-    remote = ["env", *(f"{k}={v}" for k, v in tagged.items()), f"{link.node.venv.rstrip('/')}/bin/ansible-runner",
-              "worker", "--private-data-dir", node_job_dir, "--delete"]
+    if link.info.get("worker"):  # the node's server forks the worker (ansible-runner's entry point)
+        tagged["FJMIG_PLAYBOOK_SERVER"] = link.info["socket"]
+        program = [link.info["worker"]]
+    else:
+        program = [f"{link.node.venv.rstrip('/')}/bin/ansible-runner", "worker"]
+    remote = ["env", *(f"{k}={v}" for k, v in tagged.items()), *program, "--private-data-dir", node_job_dir,
+              "--delete"]
     link.counts["jobs"] += 1
     # (its own session, as every ssh here: a Ctrl-C on the terminal reaches fjmig, which stops the job
     # on the node, not ssh, whose death would look like a lost node)
