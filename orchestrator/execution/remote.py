@@ -366,9 +366,9 @@ def _stream(link: NodeLink, job: Job, job_dir: Path, kwargs: dict[str, Any],
     if link.info.get("socket"):
         envvars["FJMIG_PLAYBOOK_SERVER"] = link.info["socket"]
         kwargs["binary"] = link.info["wrapper"]
-    else:
+    else:  # runner starts ansible-playbook itself, and appends the playbook
         kwargs.pop("binary", None)
-        kwargs["cmdline"] = None
+        kwargs["cmdline"] = "--check" if str(kwargs.get("cmdline") or "").startswith("--check") else None
     tagged = {"FJMIG_JOB_TOKEN": token} if token else {}
     if link.info.get("worker"):  # the node's server forks the worker (ansible-runner's entry point)
         tagged["FJMIG_PLAYBOOK_SERVER"] = link.info["socket"]
@@ -422,7 +422,8 @@ def _stream(link: NodeLink, job: Job, job_dir: Path, kwargs: dict[str, Any],
             data = event.get("event_data") or {}
             seen.stats = {k: data.get(k) or {} for k in ("ok", "changed", "dark", "failures", "skipped",
                                                            "ignored", "rescued", "processed")}
-        return on_event(event)
+        on_event(event)
+        return False  # (no event file: the worker's artifacts bring them, and the job dir goes anyway)
 
     try:
         ansible_runner.run(streamer="process", _input=proc.stdout, private_data_dir=str(job_dir), ident="job",
@@ -440,8 +441,13 @@ def _stream(link: NodeLink, job: Job, job_dir: Path, kwargs: dict[str, Any],
     final = seen.status in ("successful", "failed", "canceled", "timeout")
     if cancel.is_set() and not (final and seen.status == "successful"):
         return finish(job_dir, "canceled", -1, seen.stats)
+    if not final and ssh_rc != LOST_RC:  # the connection held: the worker itself failed on the node
+        why = seen.explanation or _last_line(b"".join(errors))
+        return finish(job_dir, "failed", -1, seen.stats) if seen.stats else JobResult(
+            "failed", -1, f"execution node {node.name}: ansible-runner worker failed (exit {ssh_rc}): {why}",
+            {}, node=node.name)
     if not final:
-        reason = _last_line(b"".join(errors)) if ssh_rc == LOST_RC else (seen.explanation or f"exit {ssh_rc}")
+        reason = _last_line(b"".join(errors))
         if token:
             link.dirty.add(token)
         link.counts["lost"] += 1

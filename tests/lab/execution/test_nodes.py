@@ -330,9 +330,13 @@ def test_ctrl_c_stops_the_jobs_on_the_nodes(tmp_path: Path) -> None:
         journal = tmp_path / "journal.db"
         proc = start_run(lab, journal, "--parallel", "2")
         try:
-            _wait_for_state(journal, "presync")
+            running = _wait_for_state(journal, "presync")
             assert _wait_for(lambda: tagged(journal, b"rsync")), "no rsync of a presync seen"
-            assert _wait_for(lambda: tagged(journal, b"ansible-runner")), "no worker seen on a node"
+            assert _wait_for(lambda: workers(journal, running)), "no worker seen on a node"
+            # where each running job runs, while it runs
+            status = json.loads(fjmig("status", str(NODES), "--journal", str(journal), "--format", "json").stdout)
+            dept = status["departments"][running.split("/")[0]]
+            assert dept["where"][running] == node_host(lab, running.split(":")[0])
         finally:
             proc.send_signal(signal.SIGINT)
             output, _ = proc.communicate(timeout=120)
