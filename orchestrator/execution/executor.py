@@ -13,7 +13,7 @@ import contextlib
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -500,6 +500,24 @@ class Executor:
                               {"steps": sorted(stale), "status": result.status, "changed": result.changed})
 
 
+@contextlib.contextmanager
+def _rollback_nodes(config: RunnerConfig, inventory: Inventory, journal: Journal) -> Iterator[None]:
+    """A rollback runs on its system's execution node too, when the inventory declares nodes."""
+    nodes = nodes_of(inventory)
+    if not nodes:
+        yield
+        return
+    config.control_dir = new_control_dir()
+    config.nodes = NodeLinks(nodes, config.control_dir, journal.identity(), warm=False,
+                             playbooks_dir=config.playbooks_dir)
+    try:
+        yield
+    finally:
+        config.nodes.close()
+        close_control_masters(config.control_dir)
+        shutil.rmtree(config.control_dir, ignore_errors=True)
+
+
 class RollbackError(FjmigError):
     """A rollback that must not run (verify passed, nothing to roll back)."""
 
@@ -523,7 +541,9 @@ def rollback_system(plans: PlanSet, inventory: Inventory, journal: Journal, gid:
     job = build_job(step, plans, inventory)
     run_id = journal.start_run(operator or operator_name(), {"rollback": gid})
     journal.record(run_id, step.id, "running")
-    result = job_runner(job, RunnerConfig(inventory=inventory.path, work_dir=work_dir), threading.Event(), None)
+    config = RunnerConfig(inventory=inventory.path, work_dir=work_dir)
+    with _rollback_nodes(config, inventory, journal):
+        result = job_runner(job, config, threading.Event(), None)
     if result.status == "successful":
         journal.record(run_id, step.id, "succeeded", None, {"changed": result.changed})
         for kind in ("cutover", "verify"):

@@ -255,6 +255,12 @@ def test_a_node_that_drops_off_the_network_interrupts_its_job_which_reruns_once(
         assert not tagged(journal) and not node_servers(journal)
         status = json.loads(fjmig("status", str(NODES), "--journal", str(journal), "--format", "json").stdout)
         assert any(n["kind"] == "node-lost" and n["node"] == node for n in status["notes"])
+        # a rollback runs through the node too (the target is one the control node cannot reach)
+        rolled = fjmig("rollback", HIDDEN, str(NODES), "--lab", str(lab), "--journal", str(journal))
+        assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+        first = sorted(entry["files"])[0]
+        answer = http_get(source_address(lab, HIDDEN), outputs(lab)["services"][HIDDEN]["port"], "/" + first)
+        assert hashlib.sha256(answer).hexdigest() == entry["files"][first]["sha256"]
 
 
 def test_a_cutover_whose_node_dies_before_the_switch_leaves_the_service_on_the_source(tmp_path: Path) -> None:
