@@ -18,6 +18,7 @@ only at import: the server imports ansible from the node's own environment (its 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -84,15 +85,47 @@ def _tagged(entries: set[bytes]) -> list[int]:
     return found
 
 
+def _marker(token: str, pid: int) -> str:
+    return os.path.join(node_dir(), "workers", f"{hashlib.sha256(token.encode()).hexdigest()[:16]}.{pid}")
+
+
+def _starttime(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in (b"Z", b"X") else fields[19].decode()
+
+
+def _forked_workers(tokens: list[str]) -> list[int]:
+    """The workers the server forked for TOKENS (a fork keeps the server's environment, so the token
+    does not find them: run_worker records each, with its start time against a recycled pid)."""
+    found = []
+    directory = os.path.join(node_dir(), "workers")
+    for token in tokens:
+        prefix = os.path.basename(_marker(token, 0)).rsplit(".", 1)[0] + "."
+        for name in os.listdir(directory) if os.path.isdir(directory) else []:
+            if name.startswith(prefix):
+                with contextlib.suppress(OSError, ValueError):
+                    with open(os.path.join(directory, name), encoding="ascii") as handle:
+                        started = handle.read().strip()
+                    pid = int(name.rsplit(".", 1)[1])
+                    if _starttime(pid) == started:
+                        found.append(pid)
+    return found
+
+
 def stop(tokens: list[str], server_tags: list[str], timeout: float = 20.0) -> dict[str, int]:
-    """Kill the processes tagged with TOKENS (FJMIG_JOB_TOKEN) or SERVER_TAGS (FJMIG_NODE_SERVER),
-    frozen first so that none forks away; return how many, once none is left."""
+    """Kill the processes tagged with TOKENS (FJMIG_JOB_TOKEN, and the workers the server forked for
+    them) or SERVER_TAGS (FJMIG_NODE_SERVER), frozen first so that none forks away; return how many,
+    once none is left."""
     entries = {b"FJMIG_JOB_TOKEN=" + t.encode() for t in tokens if t}
     entries |= {b"FJMIG_NODE_SERVER=" + t.encode() for t in server_tags if t}
     killed: set[int] = set()
     deadline = time.monotonic() + timeout
     while True:
-        victims = _tagged(entries)
+        victims = _tagged(entries) + _forked_workers([t for t in tokens if t])
         if not victims:
             return {"killed": len(killed), "left": 0}
         if time.monotonic() > deadline:
@@ -169,6 +202,12 @@ def run_worker(argv: list[str]) -> int:
     from ansible_runner.__main__ import main as runner_main
 
     args = ["worker", *argv[1:]]
+    token = os.environ.get("FJMIG_JOB_TOKEN", "")
+    marker = _marker(token, os.getpid()) if token else ""
+    if marker:  # so that stop() finds this worker by its job's token
+        os.makedirs(os.path.dirname(marker), mode=0o700, exist_ok=True)
+        with open(marker, "w", encoding="ascii") as handle:
+            handle.write(str(_starttime(os.getpid())))
     try:
         runner_main(args)
         code = 0
@@ -176,6 +215,9 @@ def run_worker(argv: list[str]) -> int:
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     finally:
         sys.stdout.flush()
+        if marker:
+            with contextlib.suppress(OSError):
+                os.unlink(marker)
         if "--delete" in args and "--private-data-dir" in args:
             import shutil
 

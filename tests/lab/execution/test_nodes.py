@@ -85,8 +85,20 @@ def node_servers(journal: Path) -> list[int]:
 
 
 def workers(journal: Path, step_id: str) -> list[int]:
-    """`ansible-runner worker` processes running the step (on whichever node)."""
-    return processes(f"FJMIG_JOB_TOKEN={identity(journal)}:{step_id}".encode(), command=b"ansible-runner")
+    """The step's `ansible-runner worker` on whichever node: the command, or the client that has the
+    node's playbook server fork it (it lives exactly as long as the worker), tagged with the job."""
+    tagged = processes(f"FJMIG_JOB_TOKEN={identity(journal)}:{step_id}".encode())
+    return [pid for pid in tagged if _is_worker(pid)]
+
+
+def _is_worker(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    client = any(part.endswith(b"/ansible-runner-worker") for part in argv[:3])
+    command = any(part.endswith(b"/ansible-runner") for part in argv[:2]) and b"worker" in argv[:3]
+    return client or command
 
 
 def node_host(lab: Path, gid: str) -> str:
