@@ -12,7 +12,9 @@ and `datapath` no data center is hidden, so that the same jobs can run on the co
    server | process), alternated for `--rounds`. Reported: wall time per step, and the control
    node's CPU seconds per step: the child's and its waited-for descendants' (os.wait4: its ssh
    clients, and locally its playbook server and every playbook); the node's own processes are the
-   node's CPU, not the control node's, even though the lab's node shares this machine.
+   node's CPU, not the control node's, even though the lab's node shares this machine. Also, for
+   `--cold-rounds`, through the node without its playbook server (`--no-playbook-server`: a plain
+   `ansible-runner worker` and a fresh `ansible-playbook` per job on the node).
    Goals: through a node, per-step overhead close to local; control-node CPU under a third of local.
 2. datapath: presync + cutover of a `--gb` GB system (`fjmig run --only ... --until cutover`, one
    job), locally and through the node, alternated for `--rounds`, after `sync`, with the lab's data
@@ -96,7 +98,7 @@ def overhead_inventory(base: Path, departments: int, lab_inventory: Path) -> tup
     return paths
 
 
-def child(plans: str, playbooks: str, inventory: str, outputs: str, journal: str) -> None:
+def child(plans: str, playbooks: str, inventory: str, outputs: str, journal: str, warm: str = "warm") -> None:
     """One run of the executor (the measured process)."""
     from orchestrator.execution.executor import Executor, RunOptions
     from orchestrator.execution.inventory import load_inventory
@@ -108,7 +110,7 @@ def child(plans: str, playbooks: str, inventory: str, outputs: str, journal: str
     with Journal.open(Path(journal)) as opened:
         opened.lock()
         options = RunOptions(parallel=1, work_dir=Path(journal).with_suffix(".jobs"), playbooks_dir=Path(playbooks),
-                             operator="bench")
+                             operator="bench", playbook_server=warm == "warm")
         started = time.perf_counter()
         summary = Executor(plan_set, inv, opened, options).run()
         print(json.dumps({"seconds": time.perf_counter() - started, "status": summary.status,
@@ -134,21 +136,23 @@ def overhead(args: argparse.Namespace) -> None:
         steps = 2 * args.departments
         with lab(LAB_PLANS, base / "lab", "fjndbo", execution_nodes=True, unroutable=[]) as state:
             inventories = overhead_inventory(base, args.departments, state.paths.inventory)
-            figures: dict[str, list[tuple[float, float]]] = {"local": [], "node": []}
+            figures: dict[str, list[tuple[float, float]]] = {"local": [], "node": [], "node, no server": []}
+            variants = [("local", inventories[0], "warm"), ("node", inventories[1], "warm")]
             for n in range(args.rounds):
-                for label, inventory in zip(("local", "node"), inventories, strict=True):
-                    journal = base / f"{label}-{n}.db"
+                cold = [("node, no server", inventories[1], "cold")] if n < args.cold_rounds else []
+                for label, inventory, warm in variants + cold:
+                    journal = base / f"{label}-{n}.db".replace(", ", "-").replace(" ", "-")
                     result, cpu = measured([sys.executable, __file__, "child", str(plans), str(playbooks),
-                                            str(inventory), str(outputs), str(journal)])
+                                            str(inventory), str(outputs), str(journal), warm])
                     if result["status"] != "succeeded":
                         raise SystemExit(f"{label} run {result['status']}: {result['messages']}")
                     figures[label].append((result["seconds"] / steps, cpu / steps))
     print(f"{steps} no-op steps, --parallel 1, {args.rounds} rounds each, alternated (medians)")
-    for label in ("local", "node"):
+    for label in [name for name, rounds in figures.items() if rounds]:
         wall = median(w for w, _ in figures[label])
         cpu = median(c for _, c in figures[label])
         rounds = ", ".join(f"{w:.3f}/{c:.3f}" for w, c in figures[label])
-        print(f"{label:>5}: {wall:.3f} s/step wall, {cpu:.3f} control-node CPU s/step  (rounds wall/cpu: {rounds})")
+        print(f"{label:>15}: {wall:.3f} s/step wall, {cpu:.3f} control-node CPU s/step  (rounds wall/cpu: {rounds})")
     local_cpu = median(c for _, c in figures["local"])
     node_cpu = median(c for _, c in figures["node"])
     local_wall = median(w for w, _ in figures["local"])
@@ -236,13 +240,15 @@ def demo(args: argparse.Namespace) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "child":
-        child(*sys.argv[2:7])
+        child(*sys.argv[2:8])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="part", required=True)
     one = sub.add_parser("overhead")
     one.add_argument("--departments", type=int, default=50)
     one.add_argument("--rounds", type=int, default=2)
+    one.add_argument("--cold-rounds", type=int, default=1,
+                     help="rounds also run through the node without its playbook server (default 1)")
     two = sub.add_parser("datapath")
     two.add_argument("--gb", type=float, default=1.0)
     two.add_argument("--rounds", type=int, default=3)
