@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -195,6 +196,8 @@ def datapath(args: argparse.Namespace) -> None:
                         records = j.step_records()
                     durations = [records[f"{gid}:{kind}"].duration or 0.0 for kind in ("presync", "cutover")]
                     times[label].append(sum(durations))
+                    target = state.outputs["targets"][gid]["host"]
+                    shutil.rmtree(state.paths.srv(target) / gid.split("/")[1])  # (memory: the data is on tmpfs)
     local, node = median(times["local"]), median(times["node"])
     print(f"presync + cutover of {args.gb:g} GB (one job; journal durations), {args.rounds} rounds alternated")
     for label in ("local", "node"):
