@@ -176,6 +176,8 @@ class Executor:
         pool = ThreadPoolExecutor(max_workers=max(1, opts.parallel), thread_name_prefix="fjmig-job")
         try:
             with contextlib.ExitStack() as server:
+                if config.nodes is not None and self.state.todo:
+                    config.nodes.start(self._nodes_used(config))
                 if opts.playbook_server and self.state.todo and config.nodes is None:  # (nodes run their own)
                     started = server.enter_context(self.server_factory(config))
                     config.playbook_server = started.wait_ready()
@@ -208,6 +210,19 @@ class Executor:
         assert config.control_dir is not None and config.job_tag is not None
         return NodeLinks(nodes, config.control_dir, config.job_tag, warm=self.options.playbook_server,
                          playbooks_dir=config.playbooks_dir)
+
+    def _nodes_used(self, config: RunnerConfig) -> set[str]:
+        """The execution nodes this run's jobs will run on (to start them before the first job)."""
+        assert config.nodes is not None
+        used = set()
+        for step_id in self.state.todo:
+            step = self.graph.steps[step_id]
+            if step.kind != "milestone":
+                with contextlib.suppress(JobError):
+                    node = config.nodes.route(build_job(step, self.plans, self.inventory).hosts)
+                    if node is not None:
+                        used.add(node.name)
+        return used
 
     def _begin(self, selected: set[str]) -> list[str]:
         """Journal the run's start, take over what a dead run left; returns the steps it left running."""

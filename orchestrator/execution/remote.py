@@ -289,6 +289,21 @@ class NodeLinks:
         for link in self.links.values():
             link.close()
 
+    def start(self, names: set[str]) -> None:
+        """Connect to these nodes and start their playbook servers, all at once, before the run's
+        first job (as the control node's own server starts before it): a node's start is then in no
+        step's time. A node that cannot be reached now is its jobs' problem (they are lost, retried)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def ready(link: NodeLink) -> None:
+            with contextlib.suppress(NodeLost):
+                link.ready()
+
+        wanted = [self.links[name] for name in sorted(names) if name in self.links]
+        if wanted:
+            with ThreadPoolExecutor(max_workers=min(8, len(wanted)), thread_name_prefix="fjmig-node") as pool:
+                list(pool.map(ready, wanted))
+
     def stats(self) -> dict[str, int]:
         return {"no_server": sum(link.counts.get("no_server", 0) for link in self.links.values())}
 
