@@ -341,6 +341,7 @@ def run_remote_job(link: NodeLink, job: Job, config: RunnerConfig, cancel: threa
         if stopped.status != "successful":
             return JobResult("lost", LOST_RC, f"execution node {node.name}: could not stop the job's previous "
                              f"attempt: {stopped.message}", {}, node=node.name)
+    config.work_dir.mkdir(parents=True, exist_ok=True)
     job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=config.work_dir)).resolve()
     os.chmod(job_dir, 0o700)
     try:
