@@ -100,6 +100,9 @@ class NodeLink:
     server: subprocess.Popen[bytes] | None = None
     info: dict[str, str] = field(default_factory=dict)
     """From the node: `code` (the shipped code's dir), and `socket`, `wrapper` with a server."""
+    spawn: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen
+    """Starts the master and the server (NodeLinks: from a thread that lives as long as the run:
+    `--pdeathsig` follows the thread that started a process, not the process)."""
     dirty: set[str] = field(default_factory=set)
     """Tokens of jobs lost with the connection: stopped on the node before they run again."""
     counts: dict[str, int] = field(default_factory=lambda: {"jobs": 0, "lost": 0})
@@ -136,8 +139,8 @@ class NodeLink:
         self.socket.unlink(missing_ok=True)
         log = self.control_dir / f"{self.socket.name}.log"
         with open(log, "wb") as err:
-            self.master = subprocess.Popen(self.ssh_argv([], master=True), stdin=subprocess.DEVNULL,
-                                           stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+            self.master = self.spawn(self.ssh_argv([], master=True), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
         deadline = time.monotonic() + 30
         while not self.socket.exists():
             if self.master.poll() is not None or time.monotonic() > deadline:
@@ -194,8 +197,8 @@ class NodeLink:
             if self.warm and self.server is None:
                 self._start_server()
             elif self.warm and self.server is not None and self.server.poll() is not None:
-                self.info.pop("socket", None)
-                self.server = None
+                self.server = None  # it stopped (its tether ended): a new one
+                self._start_server()
 
     @property
     def server_tag(self) -> str:
@@ -208,12 +211,14 @@ class NodeLink:
         payload = json.dumps({"sha": sha, "files": files,
                               "args": ["serve", self.server_tag, json.dumps(self.envvars())]})
         remote = ["env", f"FJMIG_NODE_SERVER={self.server_tag}", self._python(), "-I", "-c", BOOT]
-        self.server = subprocess.Popen(self.ssh_argv(remote), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       stderr=subprocess.DEVNULL, start_new_session=True)
+        self.server = self.spawn(self.ssh_argv(remote), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
         assert self.server.stdin is not None and self.server.stdout is not None
         self.server.stdin.write(payload.encode() + b"\n")
         self.server.stdin.flush()  # (stdin stays open: the server's tether)
         line = _read_line(self.server.stdout, 60)
+        for key in ("socket", "wrapper", "worker"):
+            self.info.pop(key, None)
         try:
             self.info.update(json.loads(line))
         except ValueError:
@@ -270,10 +275,19 @@ class NodeLinks:
 
     def __init__(self, nodes: dict[str, Node], control_dir: Path, tag: str, *, warm: bool,
                  playbooks_dir: Path) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         self.nodes = nodes
-        self.links = {name: NodeLink(node, control_dir, tag, warm, playbooks_dir) for name, node in nodes.items()}
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fjmig-node-spawn")
+        self.links = {name: NodeLink(node, control_dir, tag, warm, playbooks_dir, spawn=self._spawn)
+                      for name, node in nodes.items()}
         self.lost: dict[str, str] = {}
         """Node -> why it was last lost (for the run's summary)."""
+
+    def _spawn(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        """Popen in the run's spawner thread: the master and the servers die with fjmig (setpriv
+        --pdeathsig), and not with the (pool) thread that first needed them."""
+        return self._spawner.submit(lambda: subprocess.Popen(argv, **kwargs)).result()
 
     def route(self, hosts: tuple[str, ...] | list[str]) -> Node | None:
         return route(self.nodes, hosts)
@@ -288,6 +302,7 @@ class NodeLinks:
         """Stop every node's playbook server (its tether closes) and the master connections."""
         for link in self.links.values():
             link.close()
+        self._spawner.shutdown(wait=True)
 
     def start(self, names: set[str]) -> None:
         """Connect to these nodes and start their playbook servers, all at once, before the run's
@@ -379,14 +394,15 @@ def _stream(link: NodeLink, job: Job, job_dir: Path, kwargs: dict[str, Any],
     job_tmp = f"{node_job_dir}/{'tmp'}"  # the job's own, deleted with it on the node
     envvars.update({"TMPDIR": job_tmp, "ANSIBLE_LOCAL_TEMP": job_tmp})
     (job_dir / "tmp").mkdir(mode=0o700)
-    if link.info.get("socket"):
+    warm = bool(link.info.get("socket") and link.info.get("worker"))
+    if warm:
         envvars["FJMIG_PLAYBOOK_SERVER"] = link.info["socket"]
         kwargs["binary"] = link.info["wrapper"]
     else:  # runner starts ansible-playbook itself, and appends the playbook
         kwargs.pop("binary", None)
         kwargs["cmdline"] = "--check" if str(kwargs.get("cmdline") or "").startswith("--check") else None
     tagged = {"FJMIG_JOB_TOKEN": token} if token else {}
-    if link.info.get("worker"):  # the node's server forks the worker (ansible-runner's entry point)
+    if warm:  # the node's server forks the worker (ansible-runner's entry point)
         tagged["FJMIG_PLAYBOOK_SERVER"] = link.info["socket"]
         program = [link.info["worker"]]
     else:
