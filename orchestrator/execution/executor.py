@@ -185,6 +185,8 @@ class Executor:
                     self.server_stats = self._server_stats(started) if config.playbook_server else {"unavailable": 1}
                 else:
                     self._loop(pool, config)
+                    if config.nodes is not None and opts.playbook_server:  # each node's server, as the local one
+                        self.server_stats = config.nodes.server_stats()
         except KeyboardInterrupt:
             self.cancel.set()
             for future, entry in list(self.state.running.items()):

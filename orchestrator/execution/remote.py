@@ -227,6 +227,21 @@ class NodeLink:
             self.server = None  # jobs start ansible-playbook afresh on the node: slower, same outcome
             self.counts["no_server"] = 1
 
+    def server_counts(self) -> dict[str, int] | None:
+        """How many requests the node's server forked, and how many exec'd ansible-playbook instead
+        (playbook_server.PlaybookServer.stats, asked on the node); None without a server."""
+        if not (self.info.get("socket") and self.server is not None and self.server.poll() is None):
+            return None
+        code = ("import json, socket, sys; sys.path.insert(0, sys.argv[1]); "
+                "from orchestrator.execution.playbook_client import recv, send; "
+                "c = socket.socket(socket.AF_UNIX); c.connect(sys.argv[2]); send(c, {'stats': True}); "
+                "print(json.dumps(recv(c)[0]))")
+        argv = self.ssh_argv([self._python(), "-I", "-c", code, self.info["code"], self.info["socket"]])
+        with contextlib.suppress(OSError, ValueError, subprocess.SubprocessError):
+            done = subprocess.run(argv, capture_output=True, timeout=30, check=False, start_new_session=True)
+            return {k: int(v) for k, v in json.loads(done.stdout.decode().strip().splitlines()[-1]).items()}
+        return None
+
     def stop(self, tokens: list[str]) -> int:
         """Kill the jobs with TOKENS on the node (workers and all they started), once none is left."""
         answer = self.agent(["stop", json.dumps(tokens), "[]"])
@@ -319,8 +334,20 @@ class NodeLinks:
             with ThreadPoolExecutor(max_workers=min(8, len(wanted)), thread_name_prefix="fjmig-node") as pool:
                 list(pool.map(ready, wanted))
 
-    def stats(self) -> dict[str, int]:
-        return {"no_server": sum(link.counts.get("no_server", 0) for link in self.links.values())}
+    def server_stats(self) -> dict[str, int]:
+        """The nodes' servers' counts, summed, in the shape of the control node's server's stats (the
+        executor reports a fallback the same way): a job on a node without a server is a fallback."""
+        total = {"forked": 0, "fallback": 0}
+        for link in self.links.values():
+            if not link.counts["jobs"]:
+                continue
+            counts = link.server_counts()
+            if counts is None:
+                total["fallback"] += link.counts["jobs"]
+                continue
+            total["forked"] += counts.get("forked", 0)
+            total["fallback"] += counts.get("fallback", 0)
+        return total
 
 
 # -- one job ------------------------------------------------------------------------------------

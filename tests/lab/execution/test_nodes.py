@@ -179,6 +179,8 @@ def test_a_migration_through_execution_nodes_moves_what_a_local_one_does(tmp_pat
             with Journal.open(journal, readonly=True) as j:
                 running = [e for e in j.events() if e["kind"] == "step" and e["data"]["state"] == "running"]
                 records = j.step_records()
+                fallbacks = [e["data"] for e in j.events() if e["kind"] == "playbook-server-fallback"]
+            assert fallbacks == [], "a job did not run through the warm playbook server (a node's, or ours)"
             assert all(r.state == "succeeded" for r in records.values())
             assert records[f"{HIDDEN}:cutover"].stats["downtime_s"] > 0  # type: ignore[index]
             assert (tmp_path / label / "logs" / "t-xm__permits--verify.log").read_text().count("PLAY [") >= 1
