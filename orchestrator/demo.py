@@ -33,8 +33,9 @@ class DemoResult:
 
 def run_demo(plans_dir: str, state: Path, *, keep: bool = False, parallel: int = 4, scale: float | None = None,
              on_event: Callable[[Event], None] = lambda e: None, say: Callable[[str], None] = lambda text: None,
-             on_stopping: Callable[[], None] = lambda: None) -> DemoResult:
-    """Migrate PLANS_DIR's plans on a lab of their own, with the journal and report in STATE."""
+             on_stopping: Callable[[], None] = lambda: None, execution_nodes: bool = False) -> DemoResult:
+    """Migrate PLANS_DIR's plans on a lab of their own, with the journal and report in STATE
+    (`execution_nodes`: on a lab whose jobs run on execution nodes, lab_up's)."""
     from .lab import lab_down, lab_up
 
     plans = load_valid(plans_dir)
@@ -42,7 +43,8 @@ def run_demo(plans_dir: str, state: Path, *, keep: bool = False, parallel: int =
     _clear(state, journal_path)
     started = time.monotonic()
     say(f"lab up: {len(plans.departments)} departments from {plans_dir} ...")
-    lab_kwargs: dict[str, Any] = {"held": not keep}  # a killed demo's lab is removed by the next one
+    lab_kwargs: dict[str, Any] = {"held": not keep,  # a killed demo's lab is removed by the next one
+                                  "execution_nodes": execution_nodes}
     if scale is not None:
         lab_kwargs["scale_mb_per_gb"] = scale
     lab_up(plans, lab_dir, **lab_kwargs)

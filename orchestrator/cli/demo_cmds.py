@@ -23,6 +23,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     demo.add_argument("--parallel", type=positive_int, default=4, metavar="N", help="jobs at once (default 4)")
     demo.add_argument("--scale", type=positive_float, default=None, metavar="MB_PER_GB",
                       help="lab data per plan GB (default: the lab's)")
+    demo.add_argument("--execution-nodes", action="store_true",
+                      help="run every job on its target group's execution node; the municipal data centers "
+                      "are then unreachable from this machine except through their nodes (docs/EXECUTION.md)")
     add_format(demo)
     demo.set_defaults(handler=cmd_demo)
 
@@ -38,7 +41,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     with Reporter(args.format) as reporter:
         result = run_demo(args.plans, args.state_dir, keep=args.keep, parallel=args.parallel, scale=args.scale,
-                          on_event=reporter, say=say, on_stopping=stopping)
+                          on_event=reporter, say=say, on_stopping=stopping, execution_nodes=args.execution_nodes)
     if args.format == "text":
         print_summary(result.summary)
         print_status(result.status, result.journal)

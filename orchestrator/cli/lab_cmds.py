@@ -42,6 +42,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
                     help="which /18 of 198.18.0.0/15 the lab uses, so labs can coexist (default %(default)s)")
     up.add_argument("--scale", type=positive_float, default=DEFAULT_SCALE_MB_PER_GB, metavar="MB_PER_GB",
                     help="seeded data per GB of a system's size_gb (default %(default)s)")
+    up.add_argument("--execution-nodes", action="store_true",
+                    help="give each target group an execution node (a host with its own ansible-core and "
+                    "ansible-runner) that runs the jobs touching it (docs/EXECUTION.md)")
+    up.add_argument("--unroutable", action="append", default=None, metavar="TARGET_GROUP",
+                    help="with --execution-nodes: a target group the control node has no route to, reached only "
+                    "through its node (repeatable; default: every municipal-dc-* group of the plans)")
     add_format(up)
     up.set_defaults(handler=cmd_up)
 
@@ -100,7 +106,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     except PlansDirectoryError as exc:
         raise UsageError(str(exc)) from None
     try:
-        state = lab_up(plans, args.state_dir, name=args.name, index=args.index, scale_mb_per_gb=args.scale)
+        if args.unroutable and not args.execution_nodes:
+            raise UsageError("--unroutable needs --execution-nodes (only a node reaches a hidden data center)")
+        state = lab_up(plans, args.state_dir, name=args.name, index=args.index, scale_mb_per_gb=args.scale,
+                       execution_nodes=args.execution_nodes, unroutable=args.unroutable)
     except LabError as exc:
         raise _lab_error(exc) from None
     topo = state.topology
@@ -117,6 +126,11 @@ def cmd_up(args: argparse.Namespace) -> int:
               markup=False)
     for label in ("inventory", "outputs", "known_hosts", "key"):
         out.print(f"  {label:<12} {summary[label]}", markup=False)
+    for node, served in topo.nodes.items():
+        out.print(f"  node         {node} serves {', '.join(served)}", markup=False)
+    if topo.hidden:
+        out.print(f"  no route from here to {', '.join(topo.hidden)} ({topo.hidden_block}): only their nodes "
+                  "reach them", markup=False)
     return 0
 
 

@@ -59,7 +59,8 @@ class Reporter:
         elif event.kind == "step-started":
             self.running.add(event.step_id)
             attempt = event.data.get("attempt", 1)
-            self._line(f"start  {event.step_id}" + (f" (attempt {attempt})" if attempt > 1 else ""), dim=True)
+            where = f" on {event.data['node']}" if event.data.get("node") else ""
+            self._line(f"start  {event.step_id}{where}" + (f" (attempt {attempt})" if attempt > 1 else ""), dim=True)
         elif event.kind == "step-finished":
             self.running.discard(event.step_id)
             if event.state == "succeeded":
@@ -106,3 +107,5 @@ def print_summary(summary: RunSummary) -> None:
             out.print(f"  {state}: {step_id}: {message}", markup=False)
     if summary.fallback:
         out.print(f"note: {summary.fallback}", style="yellow", markup=False)
+    for node, why in sorted(summary.lost_nodes.items()):
+        out.print(f"note: execution node {node} was lost: {why}", style="yellow", markup=False)

@@ -180,7 +180,9 @@ def print_status(data: dict[str, Any], journal: Path) -> None:
                    [f"{b['step']} (blocked)" for b in row["blocked"]]
         # the longest cutover downtime of the department (every system's: --format json)
         longest = max(row["downtime_s"].values(), default=None)
-        table.add_row(dept, f"{row['done']}/{row['total']}", "\n".join(row["running"] + row["interrupted"]),
+        where = row.get("where", {})  # the execution node a running job runs on
+        running = [f"{s} (on {where[s]})" if s in where else s for s in row["running"]]
+        table.add_row(dept, f"{row['done']}/{row['total']}", "\n".join(running + row["interrupted"]),
                       "\n".join(h["step"] for h in row["held"]), "\n".join(problems),
                       f"{longest:.2f} s" if longest is not None else "")
     out = console()

@@ -55,6 +55,21 @@ def import_fingerprint(env: dict[str, str], cwd: str) -> dict[str, str]:
     return {**keys, "\0cwd": os.path.realpath(cwd)}
 
 
+def config_fingerprint(env: dict[str, str], cwd: str) -> dict[str, str]:
+    """import_fingerprint for jobs that each run in their own copy of the project (an execution
+    node's: ansible-runner's worker unpacks every job's project into its own directory). Of the
+    working directory, ansible-core reads at import only `./ansible.cfg` (its configuration search
+    order: ANSIBLE_CONFIG, ./ansible.cfg, ~/.ansible.cfg, /etc/ansible/ansible.cfg): equal
+    content is equal configuration."""
+    keys = {k: v for k, v in env.items() if k.startswith("ANSIBLE_") and k not in PER_JOB_VARS}
+    try:
+        with open(os.path.join(cwd, "ansible.cfg"), "rb") as handle:
+            config = hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        config = ""
+    return {**keys, "\0ansible.cfg": config}
+
+
 def preload_modules() -> None:
     """Import PRELOADED_MODULES (best effort)."""
     for module in PRELOADED_MODULES:
@@ -286,6 +301,32 @@ def _probe_runner_environment() -> None:
     assert env.get("ANSIBLE_FJMIG_PROBE") == "1", "RunnerConfig.prepare() no longer puts envvars in .env"
 
 
+def _probe_config_search() -> None:
+    from ansible.config.manager import find_ini_config_file
+
+    with tempfile.TemporaryDirectory(prefix="fjcfg-") as tmp:
+        Path(tmp, "ansible.cfg").write_text("[defaults]\n")
+        os.chmod(tmp, 0o700)
+        before, saved = os.getcwd(), os.environ.pop("ANSIBLE_CONFIG", None)
+        try:
+            os.chdir(tmp)
+            found = find_ini_config_file()
+        finally:
+            os.chdir(before)
+            if saved is not None:
+                os.environ["ANSIBLE_CONFIG"] = saved
+    assert found and os.path.realpath(found) == os.path.realpath(os.path.join(tmp, "ansible.cfg")), \
+        f"./ansible.cfg is no longer where ansible-core looks first after ANSIBLE_CONFIG (found {found})"
+
+
+def _probe_streamed_job() -> None:
+    from ansible_runner.streaming import Processor, Transmitter, Worker
+
+    for cls, needed in ((Transmitter, "_output"), (Worker, "_input"), (Processor, "_input")):
+        assert needed in inspect.signature(cls.__init__).parameters, f"{cls.__name__} takes no {needed}"
+    assert "unstream_dir" in _source(Processor.artifacts_callback), "the worker's artifacts are not unpacked"
+
+
 def _probe_per_job_vars() -> None:
     from ansible import constants
 
@@ -312,6 +353,11 @@ TOUCHPOINTS: tuple[Touchpoint, ...] = (
                _probe_pty_close),
     Touchpoint("runner environment", "ansible_runner RunnerConfig(...).prepare() filling .env with envvars",
                _probe_runner_environment),
+    Touchpoint("config search", "ansible-core reading ./ansible.cfg of the working directory first after "
+               "ANSIBLE_CONFIG (config.manager.find_ini_config_file)", _probe_config_search),
+    Touchpoint("streamed job", "ansible_runner.streaming's Transmitter(_output=), Worker(_input=), Processor(_input=) "
+               "and the worker's artifacts unpacked into the process side's artifact dir (artifacts/<ident>/rc)",
+               _probe_streamed_job),
 )
 
 

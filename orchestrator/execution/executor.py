@@ -13,7 +13,7 @@ import contextlib
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -30,7 +30,9 @@ from ..plans.steps import Step, StepGraph, build_graph
 from . import freezes
 from .inventory import Inventory
 from .jobs import Job, JobError, build_job
+from .nodes import nodes_of
 from .playbook_server import PlaybookServer
+from .remote import NodeLinks
 from .runner import (
     JobResult,
     RunnerConfig,
@@ -86,6 +88,8 @@ class RunSummary:
     selected: int
     fallback: str | None = None
     """Why jobs did not run through the warm playbook server, when some did not (also journaled)."""
+    lost_nodes: dict[str, str] = field(default_factory=dict)
+    """Execution nodes lost during the run, with why (also journaled: `node-lost`)."""
 
     def count(self, state: str) -> int:
         return sum(1 for s in self.states.values() if s == state)
@@ -173,18 +177,23 @@ class Executor:
             work_dir=opts.work_dir, log_dir=opts.log_dir, check=opts.check, control_dir=control_dir,
             job_tag=self.journal.identity(),
         )
+        config.nodes = self._node_links(config)
         if stale:
             self._stop_leftovers(stale, config)
         pool = ThreadPoolExecutor(max_workers=max(1, opts.parallel), thread_name_prefix="fjmig-job")
         try:
             with contextlib.ExitStack() as server:
-                if opts.playbook_server and self.state.todo:
+                if config.nodes is not None and self.state.todo:
+                    config.nodes.start(self._nodes_used(config))
+                if opts.playbook_server and self.state.todo and config.nodes is None:  # (nodes run their own)
                     started = server.enter_context(self.server_factory(config))
                     config.playbook_server = started.wait_ready()
                     self._loop(pool, config)
                     self.server_stats = self._server_stats(started) if config.playbook_server else {"unavailable": 1}
                 else:
                     self._loop(pool, config)
+                    if config.nodes is not None and opts.playbook_server:  # each node's server, as the local one
+                        self.server_stats = config.nodes.server_stats()
         except KeyboardInterrupt:
             self.cancel.set()
             for future, entry in list(self.state.running.items()):
@@ -195,10 +204,34 @@ class Executor:
             raise
         finally:
             pool.shutdown(wait=True)
+            if config.nodes is not None:
+                config.nodes.close()
             close_control_masters(control_dir)
             shutil.rmtree(control_dir, ignore_errors=True)
             control_record.unlink(missing_ok=True)
         return self._end(selected)
+
+    def _node_links(self, config: RunnerConfig) -> NodeLinks | None:
+        """The run's execution nodes (nodes.py), when the inventory declares any."""
+        nodes = nodes_of(self.inventory)
+        if not nodes:
+            return None
+        assert config.control_dir is not None and config.job_tag is not None
+        return NodeLinks(nodes, config.control_dir, config.job_tag, warm=self.options.playbook_server,
+                         playbooks_dir=config.playbooks_dir)
+
+    def _nodes_used(self, config: RunnerConfig) -> set[str]:
+        """The execution nodes this run's jobs will run on (to start them before the first job)."""
+        assert config.nodes is not None
+        used = set()
+        for step_id in self.state.todo:
+            step = self.graph.steps[step_id]
+            if step.kind != "milestone":
+                with contextlib.suppress(JobError):
+                    node = config.nodes.route(build_job(step, self.plans, self.inventory).hosts)
+                    if node is not None:
+                        used.add(node.name)
+        return used
 
     def _begin(self, selected: set[str]) -> list[str]:
         """Journal the run's start, take over what a dead run left; returns the steps it left running."""
@@ -263,7 +296,8 @@ class Executor:
         states = dict(state.states)
         for step_id in selected & state.done:
             states.setdefault(step_id, "succeeded")
-        return RunSummary(self.run_id, status, states, dict(state.messages), len(selected), fallback)
+        return RunSummary(self.run_id, status, states, dict(state.messages), len(selected), fallback,
+                          dict(state.lost_nodes))
 
     @staticmethod
     def _server_stats(server: PlaybookServer) -> dict[str, int]:
@@ -370,9 +404,11 @@ class Executor:
             # the dead-man's switch never keeps the service down past the change window's end
             job = replace(job, extravars={**job.extravars, "fjmig_freeze_not_after": step.window[1].timestamp()})
         self.state.retries.pop(step.id, None)
-        self._record(step.id, "running", f"attempt {attempt}" if attempt > 1 else None)
-        self._emit("step-started", step.id, data={"attempt": attempt, "hosts": list(job.hosts)})
-        entry = Running(step.id, job, attempt)
+        node = config.nodes.route(job.hosts) if config.nodes is not None else None
+        where = {"node": node.name} if node else None
+        self._record(step.id, "running", f"attempt {attempt}" if attempt > 1 else None, where)
+        self._emit("step-started", step.id, data={"attempt": attempt, "hosts": list(job.hosts), **(where or {})})
+        entry = Running(step.id, job, attempt, node=node.name if node else None)
         if partner:
             copied: Future[dict[str, int]] = Future()
             entry.cutover_id, entry.copied = partner[0], copied
@@ -411,10 +447,12 @@ class Executor:
         stats = {**part, "with": entry.cutover_id}
         self._record(entry.step_id, "succeeded", None, stats)
         self._emit("step-finished", entry.step_id, state="succeeded", data=stats)
-        self._record(entry.cutover_id, "running", f"in one job with {entry.step_id}")
-        self._emit("step-started", entry.cutover_id, data={"attempt": 1, "hosts": list(entry.job.hosts)})
+        where = {"node": entry.node} if entry.node else None
+        self._record(entry.cutover_id, "running", f"in one job with {entry.step_id}", where)
+        self._emit("step-started", entry.cutover_id,
+                   data={"attempt": 1, "hosts": list(entry.job.hosts), **(where or {})})
         self.state.presync_part[entry.cutover_id] = part
-        return Running(entry.cutover_id, entry.job, 1)
+        return Running(entry.cutover_id, entry.job, 1, node=entry.node)
 
     def _finish(self, entry: Running, result: JobResult) -> None:
         step_id, attempt = entry.step_id, entry.attempt
@@ -439,6 +477,8 @@ class Executor:
                 stats.update(settled[1])
             self._record(step_id, "interrupted", message, stats)
             self._emit("step-finished", step_id, state="interrupted", message=message)
+        elif result.status == "lost":
+            self._node_lost(step_id, attempt, result, stats)
         elif result.status == "unreachable" and attempt <= self.options.retries and not self.cancel.is_set():
             delay = self.options.backoff_s * (2 ** (attempt - 1))
             self.state.retry_later(step_id, time.monotonic() + delay, attempt + 1)
@@ -456,6 +496,29 @@ class Executor:
         """What the cutover's source reported about its freeze when the job was stopped (cancel.yml)."""
         key = job.extravars.get("service_key")
         return list((result.reported.get("fjmig_freezes") or {}).get(key) or []) if key else []
+
+    def _node_lost(self, step_id: str, attempt: int, result: JobResult, stats: dict[str, Any]) -> None:
+        """Its execution node died or dropped off the network: not the playbook's failure. The step is
+        interrupted, the run notes the node, and the step is retried with the usual backoff (its
+        worker is stopped on the node first, remote.py)."""
+        message = result.message or f"execution node {result.node} lost"
+        assert self.run_id is not None
+        self.journal.note(self.run_id, "node-lost", {"node": result.node, "message": message}, step_id)
+        self.state.lost_nodes[str(result.node)] = message
+        if attempt <= self.options.retries and not self.cancel.is_set():
+            self._record(step_id, "interrupted", message, stats)
+            self.state.todo.add(step_id)  # (interrupted settles a step: this one is due again)
+            delay = self.options.backoff_s * (2 ** (attempt - 1))
+            self.state.retry_later(step_id, time.monotonic() + delay, attempt + 1)
+            self._emit("step-retry", step_id, message=f"{message}; retry {attempt}/{self.options.retries} "
+                       f"in {delay:.0f}s", data={"node": result.node})
+        elif self.cancel.is_set():
+            self._record(step_id, "interrupted", message, stats)
+            self._emit("step-finished", step_id, state="interrupted", message=message)
+        else:
+            message += f" (after {attempt} attempts)"
+            self._record(step_id, "failed", message, stats)
+            self._emit("step-finished", step_id, state="failed", message=message)
 
     def _stop_leftovers(self, stale: list[str], config: RunnerConfig) -> None:
         """Steps that were running when fjmig died may still have commands running on their hosts
@@ -493,6 +556,24 @@ class Executor:
                 self._emit("step-settled", step_id, state="interrupted", message=settled[0])
 
 
+@contextlib.contextmanager
+def _rollback_nodes(config: RunnerConfig, inventory: Inventory, journal: Journal) -> Iterator[None]:
+    """A rollback runs on its system's execution node too, when the inventory declares nodes."""
+    nodes = nodes_of(inventory)
+    if not nodes:
+        yield
+        return
+    config.control_dir = new_control_dir()
+    config.nodes = NodeLinks(nodes, config.control_dir, journal.identity(), warm=False,
+                             playbooks_dir=config.playbooks_dir)
+    try:
+        yield
+    finally:
+        config.nodes.close()
+        close_control_masters(config.control_dir)
+        shutil.rmtree(config.control_dir, ignore_errors=True)
+
+
 class RollbackError(FjmigError):
     """A rollback that must not run (verify passed, nothing to roll back)."""
 
@@ -516,7 +597,9 @@ def rollback_system(plans: PlanSet, inventory: Inventory, journal: Journal, gid:
     job = build_job(step, plans, inventory)
     run_id = journal.start_run(operator or operator_name(), {"rollback": gid})
     journal.record(run_id, step.id, "running")
-    result = job_runner(job, RunnerConfig(inventory=inventory.path, work_dir=work_dir), threading.Event(), None)
+    config = RunnerConfig(inventory=inventory.path, work_dir=work_dir)
+    with _rollback_nodes(config, inventory, journal):
+        result = job_runner(job, config, threading.Event(), None)
     if result.status == "successful":
         journal.record(run_id, step.id, "succeeded", None, {"changed": result.changed})
         for kind in ("cutover", "verify"):

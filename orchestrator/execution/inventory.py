@@ -27,6 +27,8 @@ class Inventory:
     hostvars: dict[str, dict[str, Any]]
     groups: dict[str, list[str]]
     outputs: dict[str, Any] = field(default_factory=dict)
+    children: dict[str, list[str]] = field(default_factory=dict)
+    """Group -> its child groups (a group's hosts are its own and its children's)."""
 
     def address(self, host: str) -> str | None:
         vars_ = self.hostvars.get(host)
@@ -85,9 +87,11 @@ def load_inventory(inventory: Path, outputs: list[Path]) -> Inventory:
         raise InventoryError(f"{inventory}: unreadable ansible-inventory output ({exc})") from None
     hostvars = data.get("_meta", {}).get("hostvars", {})
     groups: dict[str, list[str]] = {}
+    children: dict[str, list[str]] = {}
     for name, group in data.items():
         if name != "_meta" and isinstance(group, dict):
             groups[name] = list(group.get("hosts", []))
+            children[name] = list(group.get("children", []))
     merged: dict[str, Any] = {}
     for path in outputs:
         merged_part = read_outputs(path)
@@ -98,7 +102,7 @@ def load_inventory(inventory: Path, outputs: list[Path]) -> Inventory:
                 merged[key] = merged[key] + value
             else:
                 merged[key] = value
-    return Inventory(inventory, hostvars, groups, merged)
+    return Inventory(inventory, hostvars, groups, merged, children)
 
 
 def read_outputs(path: Path) -> dict[str, Any]:

@@ -61,8 +61,10 @@ def recv(conn: socket.socket, with_fds: bool = False) -> tuple[dict[str, object]
     return json.loads(_recv_exact(conn, size)), fds
 
 
-def client_main(argv: list[str]) -> int:
-    """Run ansible-playbook ARGV through the server named by $FJMIG_PLAYBOOK_SERVER, or exec it."""
+def client_main(argv: list[str], program: str = "ansible-playbook", fallback: list[str] | None = None) -> int:
+    """Run ansible-playbook ARGV through the server named by $FJMIG_PLAYBOOK_SERVER, or exec it.
+    `program`: what the server runs (an execution node's server also runs `ansible-runner worker`
+    for its jobs, node_agent.py); `fallback`: the argv prefix exec'd without a server."""
     job_dir = os.environ.get("FJMIG_JOB_DIR")
     if job_dir:
         with open(os.path.join(job_dir, "pgid"), "w", encoding="ascii") as handle:
@@ -73,10 +75,11 @@ def client_main(argv: list[str]) -> int:
         if not path:
             raise OSError("no server")
         conn.connect(path)
-        send(conn, {"argv": ["ansible-playbook", *argv], "env": dict(os.environ), "cwd": os.getcwd()}, [0, 1, 2])
+        send(conn, {"argv": [program, *argv], "env": dict(os.environ), "cwd": os.getcwd()}, [0, 1, 2])
     except OSError:
         conn.close()
-        os.execvp("ansible-playbook", ["ansible-playbook", *argv])  # noqa: S606 (argv, no shell)
+        command = [*(fallback or [program]), *argv]
+        os.execvp(command[0], command)  # noqa: S606 (argv, no shell)
 
     def forward(signum: int, _frame: object) -> None:
         with contextlib.suppress(OSError):

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,13 @@ class _Job:
     pidfd: int
 
 
-def serve(socket_path: str) -> None:
-    """Import ansible, then fork a child per request until told to stop (SIGTERM) or orphaned."""
+def serve(socket_path: str, fingerprint: Callable[[dict[str, str], str], dict[str, str]] | None = None,
+          programs: dict[str, Callable[[list[str]], int]] | None = None) -> None:
+    """Import ansible, then fork a child per request until told to stop (SIGTERM) or orphaned.
+    `fingerprint` decides which jobs may fork (default: ansible_internals.import_fingerprint; an
+    execution node's jobs each run in their own project copy: config_fingerprint). `programs`:
+    other programs a request may name (argv[0]), run in the forked child by the callable
+    (an execution node's `ansible-runner worker`, node_agent.py)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)  # dies with the fjmig process that started it
     if os.getppid() == 1:
@@ -72,7 +78,8 @@ def serve(socket_path: str) -> None:
     internals.preload_modules()
     internals.cache_collection_metadata()
     internals.preload_plugins()
-    fingerprint = internals.import_fingerprint(dict(os.environ), os.getcwd())
+    fingerprint_of = fingerprint or internals.import_fingerprint
+    own = fingerprint_of(dict(os.environ), os.getcwd())
     local_tmp_root = internals.local_tmp_root()
     counts = {"forked": 0, "fallback": 0}
 
@@ -108,7 +115,8 @@ def serve(socket_path: str) -> None:
                             send(conn, dict(counts))
                         conn.close()
                         continue
-                    fast = internals.import_fingerprint(request["env"], request["cwd"]) == fingerprint
+                    program = (programs or {}).get(str(request["argv"][0]))
+                    fast = program is not None or fingerprint_of(request["env"], request["cwd"]) == own
                     counts["forked" if fast else "fallback"] += 1
                     pid = os.fork()
                     if pid == 0:  # the child never returns
@@ -120,7 +128,7 @@ def serve(socket_path: str) -> None:
                         for job in jobs.values():
                             job.conn.close()
                             os.close(job.pidfd)
-                        _run_child(conn, request, fds, fast, local_tmp_root)
+                        _run_child(conn, request, fds, fast, local_tmp_root, program)
                     for fd in fds:
                         os.close(fd)
                     pidfd = os.pidfd_open(pid)
@@ -204,7 +212,7 @@ def kill_tree(root: int) -> None:
 
 
 def _run_child(conn: socket.socket, request: dict[str, Any], fds: list[int], fast: bool,
-               local_tmp_root: str) -> None:
+               local_tmp_root: str, program: Callable[[list[str]], int] | None = None) -> None:
     code = 1
     try:
         os.setpgid(0, 0)
@@ -225,6 +233,9 @@ def _run_child(conn: socket.socket, request: dict[str, Any], fds: list[int], fas
         if job_dir:  # so that a later run can reap this playbook if fjmig dies (runner.reap_orphans)
             with open(os.path.join(job_dir, "pgid.play"), "w", encoding="ascii") as handle:
                 handle.write(str(os.getpid()))
+        if program is not None:
+            code = program(argv)
+            return
         if not fast:
             os.execvp("ansible-playbook", ["ansible-playbook", *argv[1:]])  # noqa: S606 (argv, no shell)
         # The job's own local temporary directory, where its ANSIBLE_LOCAL_TEMP says (runner.py: in

@@ -27,12 +27,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import ansible_internals as internals
 from .freezes import COMMIT_TASK, lost_commit
 from .jobs import Job
 from .playbook_server import SERVER_FLAG, PlaybookServer, kill_tree
+
+if TYPE_CHECKING:
+    from .remote import NodeLinks
 
 TRANSFERRED = re.compile(r"^Total transferred file size: ([\d,.]+) bytes", re.MULTILINE)
 PLAYBOOKS_DIR = Path(__file__).resolve().parents[2] / "playbooks"
@@ -44,7 +47,7 @@ PRESYNC_PLAY = "Presync the data to the target"
 @dataclass
 class JobResult:
     status: str
-    """successful | failed | unreachable | canceled"""
+    """successful | failed | unreachable | canceled | lost (its execution node)"""
     rc: int
     message: str | None
     stats: dict[str, Any]
@@ -54,6 +57,8 @@ class JobResult:
     """Bytes rsync transferred (its --stats 'Total transferred file size'), for progress."""
     reported: dict[str, Any] = field(default_factory=dict)
     """What the playbook reported with set_stats (e.g. the cutover's fjmig_downtime_s)."""
+    node: str | None = None
+    """The execution node the job ran on (None: the control node). status `lost`: the node was lost."""
 
 
 @dataclass
@@ -71,6 +76,8 @@ class RunnerConfig:
     """Socket of the run's playbook server (playbook_server.py); None: every job execs ansible-playbook."""
     job_tag: str | None = None
     """The journal's identity: jobs get fjmig_job_token = job_token(job_tag, step) (see cancel.yml)."""
+    nodes: NodeLinks | None = None
+    """The run's execution nodes (remote.py); None: every job runs on the control node."""
 
 
 def _envvars(control_dir: Path, config: RunnerConfig) -> dict[str, str]:
@@ -219,7 +226,16 @@ def run_job(job: Job, config: RunnerConfig, cancel: threading.Event,
     are stopped before this returns. on_presync_done({"changed": 0|1, "bytes": moved so far}) is
     called, from the job's thread, when the PRESYNC_PLAY copy of a cutover job with
     fjmig_with_presync succeeds."""
-    result = _run_job(job, config, cancel, on_presync_done)
+    if config.nodes is not None and job.playbook == "cancel.yml":
+        from .remote import cancel_on_nodes
+
+        return cancel_on_nodes(job, quiet_config(config), lambda j, c: _run_job(j, c, threading.Event(), None),
+                               lambda j, c, node: _run_on_node(j, c, threading.Event(), None, node))
+    node = config.nodes.route(job.hosts) if config.nodes is not None else None
+    if node is not None:
+        result = _run_on_node(job, config, cancel, on_presync_done, node.name)
+    else:
+        result = _run_job(job, config, cancel, on_presync_done)
     if result.status == "canceled" and config.job_tag and job.hosts:
         stopped = stop_remote(list(job.hosts), [job_token(config.job_tag, job.step_id)], config,
                               armed_freezes(job) if not config.check else None)
@@ -255,6 +271,118 @@ def _error_output(res: dict[str, Any]) -> str:
 _PTY_PATCH_LOCK = threading.Lock()
 
 
+def _write_job_env(job: Job, config: RunnerConfig, job_dir: Path) -> None:
+    """The job's extra variables (env/extravars, 0600: not on the command line where `ps` shows
+    them) and runner's settings."""
+    (job_dir / "env").mkdir()
+    extravars = job_dir / "env" / "extravars"
+    extravars.touch(mode=0o600)
+    variables = dict(job.extravars)
+    if config.job_tag:
+        variables["fjmig_job_token"] = job_token(config.job_tag, job.step_id)
+    extravars.write_text(json.dumps(variables, ensure_ascii=False))
+    (job_dir / "env" / "settings").write_text(json.dumps({
+        "pexpect_timeout": 1,
+        "suppress_ansible_output": True,
+    }))
+
+
+class _Watch:
+    """What a job's events say (failed and unreachable hosts, bytes moved, set_stats), local or
+    streamed from an execution node, and the JobResult they make with the job's status."""
+
+    def __init__(self, job: Job, on_presync_done: Callable[[dict[str, int]], None] | None) -> None:
+        self.job = job
+        self.on_presync_done = on_presync_done
+        self.failures: list[str] = []  # every failed or unreachable host's reason, as they came
+        self.unreachable: list[str] = []
+        self.moved = 0
+        self.reported: dict[str, Any] = {}
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data", {})
+        if kind == "playbook_on_stats":
+            self.reported.update({k: v for k, v in (data.get("artifact_data") or {}).items() if k.startswith("fjmig_")})
+        if kind == "runner_on_ok":
+            stdout = str((data.get("res") or {}).get("stdout") or "")
+            for match in TRANSFERRED.finditer(stdout):
+                self.moved += int(match.group(1).replace(",", "").replace(".", ""))
+            if (self.on_presync_done and data.get("play") == PRESYNC_PLAY
+                    and data.get("host") == self.job.extravars.get("source_host")):
+                self.on_presync_done({"changed": int(bool((data.get("res") or {}).get("changed"))),
+                                      "bytes": self.moved})
+        if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
+            res = data.get("res", {}) or {}
+            host = data.get("host", "?")
+            msg = res.get("msg") or res.get("stderr") or res.get("reason") or "failed"
+            if kind == "runner_on_unreachable":
+                self.unreachable.append(host)
+                self.failures.append(f"host {host} unreachable: {str(msg).strip()[:400]}")
+            else:
+                if data.get("task") == COMMIT_TASK:  # the source's watchdog decided first
+                    lost = lost_commit(str(res.get("stdout") or ""))
+                    if lost is not None:
+                        self.reported["fjmig_freeze_lost"] = lost
+                stderr = _error_output(res)
+                detail = f"{msg}" + (f": {stderr[-300:]}" if stderr and stderr not in str(msg) else "")
+                self.failures.append(f"{data.get('task', 'task')} on {host}: {detail.strip()[:600]}")
+        return True
+
+    def result(self, status: str, rc: int, stats: dict[str, Any], node: str | None = None) -> JobResult:
+        changed = sum((stats.get("changed") or {}).values())
+        if status == "canceled":
+            return JobResult("canceled", rc, "interrupted", stats, changed, bytes_moved=self.moved,
+                             reported=self.reported, node=node)
+        if status == "successful" and rc == 0:
+            return JobResult("successful", rc, None, stats, changed, bytes_moved=self.moved, reported=self.reported,
+                             node=node)
+        if self.unreachable or (stats.get("dark") or {}):
+            hosts = sorted(set(self.unreachable) | set(stats.get("dark") or {}))
+            return JobResult("unreachable", rc, _failure_message(self.failures) or f"unreachable: {', '.join(hosts)}",
+                             stats, changed, hosts, reported=self.reported, node=node)
+        return JobResult("failed", rc, _failure_message(self.failures) or f"ansible-playbook exited {rc} ({status})",
+                         stats, changed, reported=self.reported, node=node)
+
+
+def _keep_log(job: Job, config: RunnerConfig, job_dir: Path) -> None:
+    """The playbook's stdout is the step's log (a job that ran two steps: the log of each)."""
+    if config.log_dir is None:
+        return
+    config.log_dir.mkdir(parents=True, exist_ok=True)
+    stdout = job_dir / "artifacts" / "job" / "stdout"
+    if stdout.exists():
+        for step_id in (job.step_id, *job.also):
+            shutil.copyfile(stdout, config.log_dir / (step_id.replace("/", "__").replace(":", "--") + ".log"))
+
+
+def _run_on_node(job: Job, config: RunnerConfig, cancel: threading.Event,
+                 on_presync_done: Callable[[dict[str, int]], None] | None, node: str) -> JobResult:
+    """The job on its execution node (remote.py), with the same events, log and result as locally."""
+    from .remote import run_remote_job
+
+    assert config.nodes is not None
+    link = config.nodes.links[node]
+    watch = _Watch(job, on_presync_done)
+    token = job_token(config.job_tag, job.step_id) if config.job_tag else None
+
+    def prepare(job_dir: Path) -> tuple[dict[str, Any], Callable[[dict[str, Any]], bool]]:
+        _write_job_env(job, config, job_dir)
+        return {"playbook": job.playbook, "inventory": str(config.inventory.resolve()), "binary": "ansible-playbook",
+                "cmdline": ("--check " if config.check else "") + job.playbook, "quiet": True,
+                "verbosity": config.verbosity or None, "ident": "job",
+                "settings": {"pexpect_timeout": 1, "suppress_ansible_output": True}}, watch
+
+    def finish(job_dir: Path, status: str, rc: int, stats: dict[str, Any]) -> JobResult:
+        _keep_log(job, config, job_dir)
+        return watch.result(status, rc, stats, node)
+
+    try:
+        return run_remote_job(link, job, config, cancel, token, prepare, finish)
+    except Exception as exc:  # the transport itself broke: report, do not crash the run
+        return JobResult("failed", -1, f"execution node {node}: {type(exc).__name__}: {exc}", {}, node=node)
+
+
 def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event,
              on_presync_done: Callable[[dict[str, int]], None] | None) -> JobResult:
     import ansible_runner
@@ -267,14 +395,7 @@ def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event,
     own_control_dir = config.control_dir is None
     control_dir = config.control_dir or new_control_dir()
     os.chmod(job_dir, 0o700)
-    (job_dir / "env").mkdir()
-    # Extra vars go in env/extravars (0600), not on the command line where `ps` shows them.
-    extravars = job_dir / "env" / "extravars"
-    extravars.touch(mode=0o600)
-    variables = dict(job.extravars)
-    if config.job_tag:
-        variables["fjmig_job_token"] = job_token(config.job_tag, job.step_id)
-    extravars.write_text(json.dumps(variables, ensure_ascii=False))
+    _write_job_env(job, config, job_dir)
     env = _envvars(control_dir, config)
     env["FJMIG_JOB_DIR"] = str(job_dir)
     # Temporary files of what the job runs on the control node (a local module's payload) go in
@@ -286,44 +407,7 @@ def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event,
     env["ANSIBLE_LOCAL_TEMP"] = env["TMPDIR"]
     if config.playbook_server:
         env["FJMIG_PLAYBOOK_SERVER"] = config.playbook_server
-    (job_dir / "env" / "settings").write_text(json.dumps({
-        "pexpect_timeout": 1,
-        "suppress_ansible_output": True,
-    }))
-    failures: list[str] = []  # every failed or unreachable host's reason, as they came
-    unreachable: list[str] = []
-    moved = [0]
-    reported: dict[str, Any] = {}
-
-    def on_event(event: dict[str, Any]) -> bool:
-        kind = event.get("event", "")
-        data = event.get("event_data", {})
-        if kind == "playbook_on_stats":
-            reported.update({k: v for k, v in (data.get("artifact_data") or {}).items() if k.startswith("fjmig_")})
-        if kind == "runner_on_ok":
-            stdout = str((data.get("res") or {}).get("stdout") or "")
-            for match in TRANSFERRED.finditer(stdout):
-                moved[0] += int(match.group(1).replace(",", "").replace(".", ""))
-            if (on_presync_done and data.get("play") == PRESYNC_PLAY
-                    and data.get("host") == job.extravars.get("source_host")):
-                on_presync_done({"changed": int(bool((data.get("res") or {}).get("changed"))), "bytes": moved[0]})
-        if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
-            res = data.get("res", {}) or {}
-            host = data.get("host", "?")
-            msg = res.get("msg") or res.get("stderr") or res.get("reason") or "failed"
-            if kind == "runner_on_unreachable":
-                unreachable.append(host)
-                failures.append(f"host {host} unreachable: {str(msg).strip()[:400]}")
-            else:
-                if data.get("task") == COMMIT_TASK:  # the source's watchdog decided first
-                    lost = lost_commit(str(res.get("stdout") or ""))
-                    if lost is not None:
-                        reported["fjmig_freeze_lost"] = lost
-                stderr = _error_output(res)
-                detail = f"{msg}" + (f": {stderr[-300:]}" if stderr and stderr not in str(msg) else "")
-                failures.append(f"{data.get('task', 'task')} on {host}: {detail.strip()[:600]}")
-        return True
-
+    watch = _Watch(job, on_presync_done)
     try:
         result = ansible_runner.run(
             private_data_dir=str(job_dir),
@@ -337,18 +421,13 @@ def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event,
             quiet=True,
             verbosity=config.verbosity or None,
             cancel_callback=cancel.is_set,
-            event_handler=on_event,
+            event_handler=watch,
             ident="job",
         )
         stats = result.stats or {}
         status = result.status
         rc = int(result.rc if result.rc is not None else -1)
-        if config.log_dir is not None:
-            config.log_dir.mkdir(parents=True, exist_ok=True)
-            stdout = job_dir / "artifacts" / "job" / "stdout"
-            if stdout.exists():
-                for step_id in (job.step_id, *job.also):  # a job that ran two steps: the log of each
-                    shutil.copyfile(stdout, config.log_dir / (step_id.replace("/", "__").replace(":", "--") + ".log"))
+        _keep_log(job, config, job_dir)
     except Exception as exc:  # ansible-runner itself broke: report, do not crash the run
         return JobResult("failed", -1, f"ansible-runner failed: {exc}", {})
     finally:
@@ -357,14 +436,4 @@ def _run_job(job: Job, config: RunnerConfig, cancel: threading.Event,
         if own_control_dir:
             shutil.rmtree(control_dir, ignore_errors=True)
         shutil.rmtree(job_dir, ignore_errors=True)
-    changed = sum((stats.get("changed") or {}).values())
-    if status == "canceled":
-        return JobResult("canceled", rc, "interrupted", stats, changed, bytes_moved=moved[0], reported=reported)
-    if status == "successful" and rc == 0:
-        return JobResult("successful", rc, None, stats, changed, bytes_moved=moved[0], reported=reported)
-    if unreachable or (stats.get("dark") or {}):
-        hosts = sorted(set(unreachable) | set(stats.get("dark") or {}))
-        return JobResult("unreachable", rc, _failure_message(failures) or f"unreachable: {', '.join(hosts)}", stats,
-                         changed, hosts, reported=reported)
-    return JobResult("failed", rc, _failure_message(failures) or f"ansible-playbook exited {rc} ({status})", stats,
-                     changed, reported=reported)
+    return watch.result(status, rc, stats)

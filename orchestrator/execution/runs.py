@@ -21,8 +21,10 @@ from ..errors import FjmigError
 from ..journal import Approval, Journal, StepRecord
 from ..plans.loader import PlanSet
 from ..plans.steps import build_graph
-from .executor import Event, Executor, RunOptions, RunSummary, rollback_system
+from .executor import Event, Executor, RunOptions, RunSummary, rollback_system, select_steps
 from .inventory import Inventory, load_inventory
+from .jobs import JobError, build_job
+from .nodes import NodeError, nodes_of, refusal, unroutable
 from .runner import JobResult
 
 EXIT_STATUS = {"succeeded": 0, "failed": 1, "held": 3, "interrupted": 130}
@@ -94,11 +96,31 @@ def stop_on_signals(stop: Callable[[], None], on_stopping: Callable[[], None] = 
 def run(plans: PlanSet, inventory: Inventory, journal_path: Path, options: RunOptions,
         on_event: Callable[[Event], None] = lambda e: None,
         on_stopping: Callable[[], None] = lambda: None) -> RunSummary:
-    """Run the selected steps under the journal's lock, stopping cleanly on SIGINT/SIGTERM."""
+    """Run the selected steps under the journal's lock, stopping cleanly on SIGINT/SIGTERM. With
+    execution nodes, a run whose jobs some node cannot run is refused before anything starts."""
     with locked_journal(journal_path) as journal:
+        check_routes(plans, inventory, journal, options)
         executor = Executor(plans, inventory, journal, options, on_event)
         with stop_on_signals(executor.stop, on_stopping):
             return executor.run()
+
+
+def check_routes(plans: PlanSet, inventory: Inventory, journal: Journal, options: RunOptions) -> None:
+    """Every job the run may start has an execution node that reaches all its hosts (nodes.py);
+    NodeError names each one that has none, and its hosts. Nothing to check without nodes."""
+    nodes = nodes_of(inventory)
+    if not nodes:
+        return
+    graph = build_graph(plans)
+    done = {s for s, r in journal.step_records().items() if r.state == "succeeded"}
+    jobs = []
+    for step_id in sorted(select_steps(graph, options.only, options.until) - done):
+        with contextlib.suppress(JobError):  # (such a step fails with its reason when its turn comes)
+            if graph.steps[step_id].kind != "milestone":
+                jobs.append(build_job(graph.steps[step_id], plans, inventory))
+    missing = unroutable(nodes, jobs)
+    if missing:
+        raise NodeError(refusal(nodes, missing, inventory.path))
 
 
 def check_selection(plans: PlanSet, patterns: list[str]) -> list[str]:
@@ -181,7 +203,7 @@ def cutover_downtimes(events: list[dict[str, Any]]) -> dict[str, float]:
     return total
 
 
-NOTED_KINDS = ("playbook-server-fallback",)
+NOTED_KINDS = ("playbook-server-fallback", "node-lost")
 """Journal notes of a run that `fjmig status` shows: they change how a run ran, not what it did."""
 
 
@@ -190,7 +212,8 @@ def latest_run_notes(journal: Journal) -> list[dict[str, Any]]:
     if not runs:
         return []
     latest = runs[-1]["id"]
-    return [{"run": latest, "kind": e["kind"], "message": e["data"].get("message"), "at": e["at"]}
+    return [{"run": latest, "kind": e["kind"], "message": e["data"].get("message"), "at": e["at"],
+             **({"node": e["data"]["node"], "step": e["step_id"]} if e["data"].get("node") else {})}
             for kind in NOTED_KINDS for e in journal.events(kind=kind) if e["run_id"] == latest]
 
 
@@ -212,6 +235,8 @@ def status_by_department(plans: PlanSet, records: dict[str, StepRecord], approva
                 dept["downtime_s"][step.subject] = record.stats["downtime_s"]  # type: ignore[index]
         elif state in ("running", "interrupted"):
             dept[state].append(step_id)
+            if state == "running" and record and (record.stats or {}).get("node"):
+                dept.setdefault("where", {})[step_id] = record.stats["node"]  # type: ignore[index]
         elif state in ("held", "failed", "blocked"):
             dept[state].append({"step": step_id, "reason": record.message if record else None})
     for step_id, seconds in (downtimes or {}).items():  # what users had, aborted freezes included

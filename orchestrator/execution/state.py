@@ -35,6 +35,8 @@ class Running:
     attempt: int
     cutover_id: str | None = None
     copied: Future[dict[str, int]] | None = None
+    node: str | None = None
+    """The execution node the job runs on (None: the control node)."""
 
 
 @dataclass
@@ -54,6 +56,8 @@ class RunState:
     states: dict[str, str] = field(default_factory=dict)
     """The last state this run gave each step (for the summary)."""
     messages: dict[str, str] = field(default_factory=dict)
+    lost_nodes: dict[str, str] = field(default_factory=dict)
+    """Execution nodes lost during the run: why (the last time)."""
 
     def settle(self, step_id: str, state: str, message: str | None = None) -> None:
         """Apply a state the step reached (the executor journals it in the same call)."""

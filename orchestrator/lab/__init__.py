@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import build, netns, seed
+from .node_env import ensure_node_env
 from .state import LabError, LabPaths, LabState, check_state_dir, holder, live_elsewhere, read_record, write_json
-from .topology import TopologyError, build_topology, from_dict, to_dict
+from .topology import TopologyError, build_topology, from_dict, to_dict, unroutable_default
 
 if TYPE_CHECKING:  # the plan model and paramiko are slow to import; `fjmig` starts faster without them
     from ..plans.loader import PlanSet
@@ -64,8 +65,9 @@ def _teardown(paths: LabPaths, name: str, record: dict[str, Any] | None) -> dict
         pids = {int(pid): st for pid, st in (record or {}).get("pids", {}).items()}
         counts, left = netns.destroy(netns_names, links, pids)
         block = ((record or {}).get("topology") or {}).get("block")
-        if block:  # lab_disconnect's routes in the root namespace outlive the lab's bridge
+        if block:  # routes in the root namespace (lab_disconnect's, the hidden hosts') outlive the bridge
             netns.mend_all_cuts(block)
+            netns.drop_unreachable(block)
         if left:
             raise LabError(f"could not remove {', '.join(left[:10])}{' ...' if len(left) > 10 else ''}")
     for path in paths.created():
@@ -107,11 +109,15 @@ def lab_disconnect(state_dir: Path, host: str, *, reconnect: bool = False) -> No
 
 
 def lab_up(plans: PlanSet, state_dir: Path, *, name: str = "fjmig", index: int = 0,
-           scale_mb_per_gb: float = DEFAULT_SCALE_MB_PER_GB, held: bool = False) -> LabState:
+           scale_mb_per_gb: float = DEFAULT_SCALE_MB_PER_GB, held: bool = False, execution_nodes: bool = False,
+           unroutable: list[str] | None = None) -> LabState:
     """Build the lab for `plans` in `state_dir` (rebuilding any lab left there); all or nothing.
 
     `held`: the lab is this process's for one run (a test, the demo): if the process dies without
-    taking it down, the next lab of this name removes it instead of refusing to start."""
+    taking it down, the next lab of this name removes it instead of refusing to start.
+    `execution_nodes`: an execution node per target group (node_env.py: its own ansible); the
+    target groups in `unroutable` (default: the municipal data centers) get addresses the control
+    node has no route to, so only their node reaches them."""
     started = time.monotonic()
     problems = netns.missing_requirements()
     if problems:
@@ -122,10 +128,13 @@ def lab_up(plans: PlanSet, state_dir: Path, *, name: str = "fjmig", index: int =
                        f"{first.message}); run `fjmig validate` and fix them first")
     if not scale_mb_per_gb > 0:
         raise LabError(f"scale must be positive, not {scale_mb_per_gb}")
+    if unroutable is None:
+        unroutable = unroutable_default(plans) if execution_nodes else []
     try:
-        topo = build_topology(plans, name, index)
+        topo = build_topology(plans, name, index, nodes=execution_nodes, hidden=unroutable)
     except TopologyError as exc:
         raise LabError(str(exc)) from None
+    node_env = ensure_node_env() if execution_nodes else None  # (slow once; before anything is built)
     paths = LabPaths(Path(state_dir).absolute())
     check_state_dir(paths.state_dir)
     other = live_elsewhere(name, paths.state_dir)
@@ -140,6 +149,7 @@ def lab_up(plans: PlanSet, state_dir: Path, *, name: str = "fjmig", index: int =
     if used:
         raise LabError(f"lab index {index} ({topo.block}) is in use here ({', '.join(used[:3])}): "
                        "choose another --index")
+    netns.drop_unreachable(topo.block)  # (the index is free: a crashed lab's route to its hidden data centers)
     paths.state_dir.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
         "name": name, "index": index, "status": "building", "scale_mb_per_gb": scale_mb_per_gb,
@@ -151,7 +161,10 @@ def lab_up(plans: PlanSet, state_dir: Path, *, name: str = "fjmig", index: int =
         record["held_by"] = holder()
     write_json(paths.record, record)  # before anything is built: a crash leaves a record to clean up
     try:
-        state = build.build(paths, topo, str(plans.root), scale_mb_per_gb, record, sorted(plans.milestones))
+        if node_env is not None:
+            record["node_env"] = str(node_env)
+        state = build.build(paths, topo, str(plans.root), scale_mb_per_gb, record, sorted(plans.milestones),
+                            node_env)
     except BaseException as exc:
         cleanup = ""
         try:
@@ -224,13 +237,24 @@ def lab_status(state_dir: Path) -> dict[str, Any]:
 
 
 def lab_check(state_dir: Path, *, timeout: float = 10.0, known_hosts: Path | None = None) -> list[HostCheck]:
-    """SSH to every host (paramiko, RejectPolicy, the pinned known_hosts) and run `hostname`."""
-    from .check import check_hosts
+    """SSH to every host (paramiko, RejectPolicy, the pinned known_hosts) and run `hostname`; each
+    execution node runs its ansible-runner, and the hosts only it reaches answer through it."""
+    from .artifacts import HOST_KNOWN_HOSTS, NODE_KEY
+    from .check import NodeSpec, check_hosts, check_node
 
     state = load_lab(state_dir)
-    hosts = [(h.name, h.address, h.hostname) for h in state.topology.hosts.values()]
-    return check_hosts(hosts, known_hosts=known_hosts or state.paths.known_hosts, key=state.paths.key,
-                       timeout=timeout)
+    topo = state.topology
+    hidden = {h.name for h in topo.hosts.values() if h.target_group in topo.hidden}
+    hosts = [(h.name, h.address, h.hostname) for h in topo.hosts.values() if h.name not in hidden]
+    pins = known_hosts or state.paths.known_hosts
+    results = check_hosts(hosts, known_hosts=pins, key=state.paths.key, timeout=timeout)
+    venv = str(state.record.get("node_env") or "")
+    for node, served in topo.nodes.items():
+        behind = tuple((h.name, h.address, h.hostname) for h in topo.hosts.values()
+                       if h.name in hidden and h.target_group == served[0])
+        spec = NodeSpec(node, topo.hosts[node].address, venv, NODE_KEY, HOST_KNOWN_HOSTS, behind)
+        results += check_node(spec, known_hosts=pins, key=state.paths.key, timeout=timeout)
+    return results
 
 
 @contextlib.contextmanager

@@ -13,6 +13,8 @@ from typing import Any
 from .topology import Topology
 
 TRANSFER_KEY = "/root/.ssh/fjmig_transfer"
+NODE_KEY = "/root/.ssh/fjmig_node"
+"""The execution nodes' own key for the hosts they serve (authorized on every lab host)."""
 HOST_KNOWN_HOSTS = "/root/.ssh/known_hosts"
 NAMES_FILE = "/etc/hosts"
 
@@ -28,8 +30,10 @@ def ssh_common_args(known_hosts: Path) -> str:
     ])
 
 
-def inventory(topo: Topology, *, key: Path, known_hosts: Path, service_ctl: Path) -> dict[str, Any]:
-    """Ansible YAML inventory: hosts with their extranet address, groups per department, target, role."""
+def inventory(topo: Topology, *, key: Path, known_hosts: Path, service_ctl: Path,
+              node_env: Path | None = None) -> dict[str, Any]:
+    """Ansible YAML inventory: hosts with their extranet address, groups per department, target, role;
+    execution nodes (docs/EXECUTION.md) with the groups each serves."""
     hosts: dict[str, dict[str, Any]] = {}
     children: dict[str, dict[str, Any]] = {}
     for host in topo.hosts.values():
@@ -40,6 +44,9 @@ def inventory(topo: Topology, *, key: Path, known_hosts: Path, service_ctl: Path
             variables["fjmig_private_links"] = {topo.networks[link.network].id: link.interface
                                                 for link in host.links}
             variables["fjmig_names_file"] = NAMES_FILE
+        if host.name in topo.nodes:
+            variables.update(fjmig_node_serves=list(topo.nodes[host.name]), fjmig_node_venv=str(node_env),
+                             fjmig_node_key=NODE_KEY, fjmig_node_known_hosts=HOST_KNOWN_HOSTS)
         hosts[host.name] = variables
         for group in host.groups:
             children.setdefault(group, {"hosts": {}})["hosts"][host.name] = None
@@ -54,6 +61,7 @@ def inventory(topo: Topology, *, key: Path, known_hosts: Path, service_ctl: Path
             "fjmig_transfer_key": TRANSFER_KEY,
             "fjmig_known_hosts": HOST_KNOWN_HOSTS,
             "fjmig_lab": topo.name,
+            "fjmig_control_known_hosts": str(known_hosts),
         },
         "hosts": hosts,
         "children": dict(sorted(children.items())),

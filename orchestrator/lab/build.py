@@ -26,7 +26,11 @@ def _host_files(paths: LabPaths, topo: Topology, keys: dict[str, sshd.KeyPair], 
     """Shared /root/.ssh and sshd_config; per host its /srv, /root, host key and (office) hosts file."""
     ssh_dir = paths.state_dir / "ssh"
     ssh_dir.mkdir(mode=0o700)
-    (ssh_dir / "authorized_keys").write_text(f"{control.public}\n{transfer.public}\n")
+    node_key = sshd.keypair(f"fjmig-lab-{topo.name}-node") if topo.nodes else None
+    (ssh_dir / "authorized_keys").write_text(f"{control.public}\n{transfer.public}\n"
+                                             + (f"{node_key.public}\n" if node_key else ""))
+    if node_key:  # the execution nodes' own key for the hosts they serve (artifacts.NODE_KEY)
+        node_key.write(ssh_dir / "fjmig_node", public=False)
     os.chmod(ssh_dir / "authorized_keys", 0o600)
     transfer.write(ssh_dir / "fjmig_transfer", public=False)
     (ssh_dir / "known_hosts").write_text(known)
@@ -60,7 +64,7 @@ def _boot_plan(paths: LabPaths, topo: Topology, hosts: list[Host]) -> dict[str, 
             "name": host.name, "netns_path": f"/run/netns/{host.netns}", "hostname": host.hostname,
             "srv": str(paths.srv(host.name)), "root": str(paths.root(host.name)),
             "hosts_file": str(paths.hosts_file(host.name)) if host.role == "office" else None,
-            "links": [{"name": EXTRANET_IF, "address": f"{host.address}/{topo.prefixlen}"}]
+            "links": [{"name": EXTRANET_IF, "address": f"{host.address}/{topo.host_prefixlen}"}]
             + [{"name": link.interface, "address": link.address} for link in host.links],
             "sshd_options": sshd.sshd_options(host.address, base / "ssh_host_ed25519_key", base / "sshd.pid"),
             "services": services.get(host.name, []),
@@ -117,7 +121,7 @@ def _service_pids(paths: LabPaths, topo: Topology) -> dict[int, str | None]:
 
 
 def build(paths: LabPaths, topo: Topology, plans_root: str, scale: float, record: dict[str, Any],
-          milestones: list[str] | None = None) -> LabState:
+          milestones: list[str] | None = None, node_env: Path | None = None) -> LabState:
     started = time.monotonic()
     control, transfer = sshd.keypair(f"fjmig-lab-{topo.name}-control"), sshd.keypair(f"fjmig-lab-{topo.name}-transfer")
     keys = {name: sshd.keypair(f"{name}@fjmig-lab-{topo.name}") for name in topo.hosts}
@@ -148,7 +152,7 @@ def build(paths: LabPaths, topo: Topology, plans_root: str, scale: float, record
     outputs = artifacts.outputs(topo, milestones)
     write_json(paths.outputs, outputs)
     inventory = artifacts.inventory(topo, key=paths.key, known_hosts=paths.known_hosts,
-                                    service_ctl=paths.service_ctl)
+                                    service_ctl=paths.service_ctl, node_env=node_env)
     write_json(paths.inventory, inventory)
     record.update(status="up", seconds=round(time.monotonic() - started, 3), plans=plans_root)
     write_json(paths.record, record)

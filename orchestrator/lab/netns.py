@@ -73,6 +73,8 @@ def create(topo: Topology, owner: str) -> None:
     lines = [f"link add {topo.bridge} type bridge", f"link set {topo.bridge} alias {owner}",
              f"link set dev {topo.bridge} addrgenmode none", f"link set {topo.bridge} up",
              f"addr add {topo.control_address}/{topo.prefixlen} dev {topo.bridge}"]
+    if topo.hidden_block:  # the control node has no route to the hidden data centers
+        lines.append(f"route add unreachable {topo.hidden_block}")
     for net in topo.networks.values():
         lines += [f"link add {net.bridge} type bridge", f"link set dev {net.bridge} addrgenmode none",
                   f"link set {net.bridge} up"]
@@ -87,6 +89,19 @@ def create(topo: Topology, owner: str) -> None:
             lines.append(f"link set dev {link.veth} addrgenmode none")
             lines.append(f"link set {link.veth} master {bridge} up")
     batch(lines)
+
+
+def drop_unreachable(block: str) -> int:
+    """Delete the root namespace's `unreachable` routes inside a lab's block (create() adds one for
+    hidden data centers; a route is no link, so it does not go with the lab's links)."""
+    from ipaddress import IPv4Network
+
+    net = IPv4Network(block)
+    result = run(["ip", "-4", "route", "show", "type", "unreachable"], check=False)
+    routes = [line.split()[1] for line in result.stdout.splitlines() if len(line.split()) > 1]
+    mine = [r for r in routes if r != "default" and IPv4Network(r, strict=False).subnet_of(net)]
+    batch([f"route del unreachable {r}" for r in mine], check=False)
+    return len(mine)
 
 
 def list_netns(prefix: str) -> list[str]:

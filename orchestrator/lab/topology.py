@@ -27,7 +27,9 @@ LAB_NAME_PATTERN = r"^[a-z][a-z0-9]{0,7}$"
 MAX_INDEX = 7
 EXTRANET_IF = "eth0"
 HOSTNAME_MAX = 64
-ROLES = ("source", "target", "archive", "office", "platform")
+ROLES = ("source", "target", "archive", "office", "platform", "node")
+NODES_GROUP = "fjmig_execution_nodes"
+"""The inventory group of execution nodes (execution/nodes.py)."""
 
 
 class TopologyError(FjmigError):
@@ -115,6 +117,18 @@ class Topology:
     services: dict[str, Service] = field(default_factory=dict)
     archives: dict[str, str] = field(default_factory=dict)
     """dept -> archive host name"""
+    nodes: dict[str, list[str]] = field(default_factory=dict)
+    """Execution node host -> the groups it serves (empty: no nodes)."""
+    hidden: list[str] = field(default_factory=list)
+    """Target groups whose hosts the control node has no route to (reached through their node)."""
+    hidden_block: str | None = None
+    """Where their addresses come from: the /20 after the extranet's, on the same bridge."""
+
+    @property
+    def host_prefixlen(self) -> int:
+        """The prefix of every host's extranet address: the extranet's, or with hidden data centers
+        the /19 that holds both (hosts reach each other; the control node only the extranet)."""
+        return self.prefixlen - 1 if self.hidden_block else self.prefixlen
 
     @property
     def prefixlen(self) -> int:
@@ -164,12 +178,12 @@ def _check_paths(services: list[tuple[str, str, str]]) -> None:
                     raise TopologyError(f"{key_a} ({path_a}) and {key_b} ({path_b}) overlap on host {host}")
 
 
-def _private_blocks(block: IPv4Network, plans: PlanSet) -> dict[str, IPv4Network]:
+def _private_blocks(block: IPv4Network, plans: PlanSet, skip: int = 1) -> dict[str, IPv4Network]:
     """One lab block per plan private network, from the /18 after the extranet's /20.
 
     A block has the plan CIDR's size when everything fits, else the largest common size that does
     (at least a /29: the office and up to five data-center hosts)."""
-    pool = list(block.subnets(new_prefix=20))[1:]
+    pool = list(block.subnets(new_prefix=20))[skip:]
     start, end = int(pool[0].network_address), int(pool[-1].broadcast_address) + 1
     nets = [(f"{p.id}/{n.id}", n.cidr, _members_needed(p, n.systems)) for p in plans.departments.values()
             for n in p.private_networks]
@@ -197,15 +211,34 @@ def _members_needed(plan: DepartmentPlan, systems: list[str]) -> int:
     return 1 + len({by_id[s].host for s in systems if s in by_id})
 
 
-def build_topology(plans: PlanSet, name: str = "fjmig", index: int = 0) -> Topology:
-    """Hosts, networks, addresses and services of the lab for `plans` (deterministic)."""
+def unroutable_default(plans: PlanSet) -> list[str]:
+    """The target groups a lab with execution nodes hides from the control node by default: the
+    municipal data centers (behind the extranet's boundary in the real province)."""
+    return sorted({p.target_group for p in plans.departments.values() if p.target_group.startswith("municipal-dc-")})
+
+
+def build_topology(plans: PlanSet, name: str = "fjmig", index: int = 0, *, nodes: bool = False,
+                   hidden: list[str] | None = None) -> Topology:
+    """Hosts, networks, addresses and services of the lab for `plans` (deterministic). `nodes`:
+    an execution node per target group; `hidden`: target groups the control node has no route to."""
     check_name(name)
     block = lab_block(index)
-    extranet = next(block.subnets(new_prefix=20))
+    subnets = list(block.subnets(new_prefix=20))
+    extranet = subnets[0]
     addresses = extranet.hosts()
     control = next(addresses)
+    groups_of_plans = sorted({p.target_group for p in plans.departments.values()})
+    hidden = sorted(set(hidden or []))
+    if hidden and not nodes:
+        raise TopologyError("hidden data centers need execution nodes (--execution-nodes)")
+    unknown = [g for g in hidden if g not in groups_of_plans]
+    if unknown:
+        raise TopologyError(f"{', '.join(unknown)}: no department moves there (target groups: "
+                            f"{', '.join(groups_of_plans)})")
     topo = Topology(name=name, index=index, block=str(block), extranet=str(extranet),
-                    control_address=str(control), bridge=f"{name}-x")
+                    control_address=str(control), bridge=f"{name}-x", hidden=hidden,
+                    hidden_block=str(subnets[1]) if hidden else None)
+    hidden_addresses = subnets[1].hosts()
     seq = iter(range(100_000))
 
     def veth() -> str:
@@ -216,7 +249,7 @@ def build_topology(plans: PlanSet, name: str = "fjmig", index: int = 0) -> Topol
             raise TopologyError(f"host name {host_name!r} is used twice (as {topo.hosts[host_name].role} "
                                 f"and as {role}); lab host names must be unique")
         try:
-            address = str(next(addresses))
+            address = str(next(hidden_addresses if extra.get("target_group") in hidden else addresses))
         except StopIteration:
             raise TopologyError(f"more hosts than the extranet {extranet} holds") from None
         topo.hosts[host_name] = Host(name=host_name, role=role, groups=(*groups, role), address=address,
@@ -246,6 +279,11 @@ def build_topology(plans: PlanSet, name: str = "fjmig", index: int = 0) -> Topol
     for plan in departments:
         if plan.private_networks:
             add(f"office-{plan.id}", "office", [plan.id], dept=plan.id)
+    if nodes:
+        for group in groups_of_plans:
+            node = f"node-{group}"
+            add(node, "node", [NODES_GROUP])
+            topo.nodes[node] = [group, *sorted(p.id for p in departments if p.target_group == group), "platform"]
     _add_private_networks(topo, plans, veth)
     _add_services(topo, departments)
     groups = {g for h in topo.hosts.values() for g in h.groups}
@@ -256,7 +294,7 @@ def build_topology(plans: PlanSet, name: str = "fjmig", index: int = 0) -> Topol
 
 
 def _add_private_networks(topo: Topology, plans: PlanSet, veth: Callable[[], str]) -> None:
-    blocks = _private_blocks(IPv4Network(topo.block), plans)
+    blocks = _private_blocks(IPv4Network(topo.block), plans, skip=2 if topo.hidden_block else 1)
     links: dict[str, list[PrivateLink]] = {}
     for plan in plans.departments.values():
         by_id = {s.id: s for s in plan.systems}
@@ -321,3 +359,9 @@ def from_dict(data: dict[str, object]) -> Topology:
                 for key, n in raw.pop("networks").items()}  # type: ignore[attr-defined]
     services = {key: Service(**s) for key, s in raw.pop("services").items()}  # type: ignore[attr-defined]
     return Topology(**raw, hosts=hosts, networks=networks, services=services)  # type: ignore[arg-type]
+
+
+def node_of(topo: Topology, host: str) -> str | None:
+    """The execution node that serves a host's group (the lab's nodes serve disjoint target groups)."""
+    groups = set(topo.hosts[host].groups)
+    return next((node for node, served in topo.nodes.items() if groups & set(served[:1])), None)

@@ -259,3 +259,46 @@ def test_fjmig_svc_bad_command_lines(tmp_path):
     missing = _svc(env, "start", "d__s", "--dir", str(tmp_path / "nope"), "--port", str(_free_port()))
     assert missing.returncode == 1 and "no such directory" in missing.stderr
     assert shutil.which("python3")
+
+
+def test_execution_nodes_serve_their_target_group_and_hide_municipal_data_centers(plans):
+    from orchestrator.lab.topology import NODES_GROUP, unroutable_default
+
+    hidden = unroutable_default(plans)
+    assert hidden and all(group.startswith("municipal-dc-") for group in hidden)
+    topo = build_topology(plans, "fjlabn", 5, nodes=True, hidden=hidden)
+    groups = sorted({p.target_group for p in plans.departments.values()})
+    assert sorted(topo.nodes) == [f"node-{g}" for g in groups]
+    for group in groups:
+        served = topo.nodes[f"node-{group}"]
+        assert served[0] == group and served[-1] == "platform"
+        assert set(served[1:-1]) == {p.id for p in plans.departments.values() if p.target_group == group}
+        assert topo.hosts[f"node-{group}"].groups == (NODES_GROUP, "node")
+    block = IPv4Network(topo.hidden_block)
+    extranet = IPv4Network(topo.extranet)
+    assert block.supernet(new_prefix=block.prefixlen - 1) == extranet.supernet(new_prefix=extranet.prefixlen - 1)
+    for host in topo.hosts.values():
+        behind = host.target_group in hidden
+        assert (IPv4Interface(host.address).ip in block) is behind, host.name
+        assert (IPv4Interface(host.address).ip in extranet) is not behind, host.name
+    assert topo.host_prefixlen == extranet.prefixlen - 1  # hosts reach both halves; the control node one
+    private = [IPv4Network(n.lab_cidr) for n in topo.networks.values()]
+    assert not any(net.overlaps(block) for net in private)
+    assert from_dict(json.loads(json.dumps(to_dict(topo)))) == topo
+    inventory = artifacts.inventory(topo, key=Path("/k"), known_hosts=Path("/kh"), service_ctl=Path("/svc"),
+                                    node_env=Path("/venv"))
+    node = inventory["all"]["hosts"][f"node-{groups[0]}"]
+    assert node["fjmig_node_serves"] == topo.nodes[f"node-{groups[0]}"] and node["fjmig_node_venv"] == "/venv"
+    assert node["fjmig_node_key"] == artifacts.NODE_KEY
+    assert inventory["all"]["vars"]["fjmig_control_known_hosts"] == "/kh"
+    assert list(inventory["all"]["children"][NODES_GROUP]["hosts"]) == sorted(topo.nodes)
+
+
+def test_a_hidden_data_center_needs_nodes_and_a_department_moving_there(plans):
+    with pytest.raises(TopologyError, match="need execution nodes"):
+        build_topology(plans, "fjlabn", 5, hidden=["municipal-dc-xiamen"])
+    with pytest.raises(TopologyError, match="municipal-dc-nowhere: no department moves there"):
+        build_topology(plans, "fjlabn", 5, nodes=True, hidden=["municipal-dc-nowhere"])
+    plain = build_topology(plans, "fjlabn", 5)
+    assert plain == build_topology(plans, "fjlabn", 5, nodes=False, hidden=[])  # the lab without nodes: unchanged
+    assert not plain.nodes and plain.hidden_block is None and plain.host_prefixlen == plain.prefixlen
