@@ -14,9 +14,9 @@ test: setup real-setup
 test-real: setup real-setup
 	.venv/bin/python -m pytest tests/real
 
-# The fast tier, before every commit: no lab, no real cloud, no slow tools (tests/unit).
+# The fast tier, before every commit: no lab, no real cloud, no slow tools (tests/unit), on every core.
 test-fast: setup
-	.venv/bin/python -m pytest tests/unit --durations=10
+	.venv/bin/python -m pytest tests/unit -n auto --durations=10
 
 setup:
 	bash scripts/setup.sh
