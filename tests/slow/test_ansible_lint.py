@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 from tests.support import ROOT
-from tests.unit.test_static import tool
+from tests.support.tools import tool
 
 
 def test_playbooks_pass_ansible_lint_production_profile() -> None:

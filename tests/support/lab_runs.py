@@ -95,6 +95,12 @@ def states(journal: Path) -> dict[str, str]:
         return {k: r.state for k, r in j.step_records().items()}
 
 
+def step_stats(journal: Path, step_id: str) -> dict:
+    """What the journal keeps of a step's last outcome (changed, bytes, downtime_s, ...)."""
+    with Journal.open(journal, readonly=True) as j:
+        return j.step_records()[step_id].stats or {}
+
+
 def playbooks_of(base: Path) -> list[int]:
     """Processes started for jobs under `base`: job wrappers and their playbooks (FJMIG_JOB_DIR),
     the run's playbook server and what it forked (FJMIG_WORK_DIR). Other tests' don't count."""

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.support import ROOT
+from tests.support.tools import tool
 
 BIN = Path(sys.executable).parent
-
-
-def tool(name: str) -> str:
-    path = BIN / name
-    if path.exists():
-        return str(path)
-    found = shutil.which(name)
-    if not found:
-        pytest.skip(f"{name} is not installed (pip install -e '.[test]')")
-    return found
 
 
 def test_python_passes_ruff() -> None:

@@ -35,6 +35,7 @@ from tests.support.lab_runs import (
     sha256,
     start_run,
     states,
+    step_stats,
     tagged,
     wait_for_state,
 )
@@ -155,7 +156,7 @@ def test_approval_gate_holds_then_passes(mini_lab: Path, tmp_path: Path) -> None
     assert held.returncode == 3, held.stdout + held.stderr
     assert states(journal)["t-hub/archive:cutover"] == "held"
     assert states(journal)["t-hub/archive:presync"] == "succeeded"
-    assert "with" not in _stats(journal, "t-hub/archive:presync")  # ran alone: its cutover may not start
+    assert "with" not in step_stats(journal, "t-hub/archive:presync")  # ran alone: its cutover may not start
     assert "fjmig approve t-hub/archive" in held.stdout
     status = fjmig("status", str(MINI), "--journal", str(journal), "--format", "json")
     hub = json.loads(status.stdout)["departments"]["t-hub"]
@@ -169,11 +170,6 @@ def test_approval_gate_holds_then_passes(mini_lab: Path, tmp_path: Path) -> None
         assert j.approvals()["t-hub/archive:cutover"].approved_by == "zhang.wei"
         assert j.step_records()["t-hub/archive:cutover"].state == "succeeded"
     assert_moved(mini_lab, "t-hub/archive")
-
-
-def _stats(journal: Path, step_id: str) -> dict:
-    with Journal.open(journal, readonly=True) as j:
-        return j.step_records()[step_id].stats or {}
 
 
 def test_a_presync_and_its_cutover_due_back_to_back_run_as_one_job(mini_lab: Path, tmp_path: Path) -> None:
@@ -210,7 +206,7 @@ def test_a_presync_and_its_cutover_due_back_to_back_run_as_one_job(mini_lab: Pat
 
     # A presync run on its own (--until presync) is one job, and its cutover another, later.
     assert run(mini_lab, journal, "--only", "t-tax/collection", "--until", "presync").returncode == 0
-    assert "with" not in _stats(journal, "t-tax/collection:presync")
+    assert "with" not in step_stats(journal, "t-tax/collection:presync")
 
 
 def test_cutover_outside_its_window_is_held_unless_rehearsing(mini_lab: Path, tmp_path: Path) -> None:
@@ -228,8 +224,8 @@ def test_cutover_outside_its_window_is_held_unless_rehearsing(mini_lab: Path, tm
     assert current["t-hub/registry:cutover"] == "succeeded"  # no window: not held
     # An enforced window is checked when the cutover starts, so that one is never run in one job
     # with its presync (which could end after the window); the one without a window is.
-    assert "with" not in _stats(journal, "t-hub/archive:presync")
-    assert _stats(journal, "t-hub/registry:presync")["with"] == "t-hub/registry:cutover"
+    assert "with" not in step_stats(journal, "t-hub/archive:presync")
+    assert step_stats(journal, "t-hub/registry:presync")["with"] == "t-hub/registry:cutover"
     assert "outside its change window 2017-12-09T22:00+08:00/PT6H" in held.stdout
     assert "--ignore-windows" in held.stdout
 
@@ -368,7 +364,7 @@ def test_sigkill_resumes_without_loss_or_repeated_cutovers(tmp_path: Path, kill_
         finished = {s for s, st in states(journal).items() if st == "succeeded"}
         if kill_during == "cutover":  # killed in a job that ran its presync too, which stays done
             presync = f"{victim.split(':')[0]}:presync"
-            assert presync in finished and _stats(journal, presync)["with"] == victim
+            assert presync in finished and step_stats(journal, presync)["with"] == victim
 
         result = run(lab, journal, "--parallel", "2")
         assert result.returncode == 0, result.stdout + result.stderr

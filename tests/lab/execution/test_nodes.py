@@ -23,10 +23,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.journal import Journal
-from tests.lab.execution.test_executor import (
-    _stats,
-    _wait_for,
-    _wait_for_state,
+from tests.support import ROOT
+from tests.support.lab_runs import (
     assert_moved,
     events,
     fjmig,
@@ -35,9 +33,11 @@ from tests.lab.execution.test_executor import (
     manifest,
     outputs,
     states,
+    step_stats,
+    wait_for_state,
 )
-from tests.support import ROOT
 from tests.support.processes import processes
+from tests.support.waiting import wait_for
 
 NODES = ROOT / "tests" / "fixtures" / "nodes"
 HIDDEN = "t-xm/permits"
@@ -240,11 +240,11 @@ def test_a_node_that_drops_off_the_network_interrupts_its_job_which_reruns_once(
         proc = start_run(lab, journal, "--only", HIDDEN, "--until", "presync", "--backoff", "0.5", "--retries", "5")
         node = node_host(lab, HIDDEN)
         try:
-            _wait_for_state(journal, "presync")
-            assert _wait_for(lambda: tagged(journal, b"rsync")), "no rsync of the presync seen"
+            wait_for_state(journal, "presync")
+            assert wait_for(lambda: tagged(journal, b"rsync")), "no rsync of the presync seen"
             with most_workers(journal, f"{HIDDEN}:presync") as seen:
                 node_link(lab, node, up=False)
-                _wait_for_state(journal, "presync", "interrupted")
+                wait_for_state(journal, "presync", "interrupted")
                 node_link(lab, node, up=True)
                 output, _ = proc.communicate(timeout=300)
         finally:
@@ -294,8 +294,8 @@ def test_a_cutover_whose_node_dies_before_the_switch_leaves_the_service_on_the_s
         node = node_host(lab, HIDDEN)
         proc = start_run(lab, journal, "--only", HIDDEN, "--until", "cutover", "--backoff", "0.2", "--retries", "1")
         try:
-            _wait_for_state(journal, "cutover")
-            assert _wait_for(lambda: tagged(journal, b"rsync")), "no catch-up rsync of the cutover seen"
+            wait_for_state(journal, "cutover")
+            assert wait_for(lambda: tagged(journal, b"rsync")), "no catch-up rsync of the cutover seen"
             kill_node(lab, node)
             output, _ = proc.communicate(timeout=300)
         finally:
@@ -320,9 +320,9 @@ def test_sigkill_then_resume_stops_the_remote_workers_first_and_reruns_nothing_f
     with node_lab(tmp_path / "lab", "fjndk", 4, scale=20.0) as lab:
         journal = tmp_path / "journal.db"
         proc = start_run(lab, journal, "--parallel", "2")
-        victim = _wait_for_state(journal, "presync")
-        assert _wait_for(lambda: tagged(journal, b"rsync")), "no rsync of a presync seen"
-        assert _wait_for(lambda: workers(journal, victim)), "no worker for the presync seen"
+        victim = wait_for_state(journal, "presync")
+        assert wait_for(lambda: tagged(journal, b"rsync")), "no rsync of a presync seen"
+        assert wait_for(lambda: workers(journal, victim)), "no worker for the presync seen"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert states(journal)[victim] == "running"
@@ -341,7 +341,7 @@ def test_sigkill_then_resume_stops_the_remote_workers_first_and_reruns_nothing_f
         assert notes and victim in notes[0]["data"]["steps"] and notes[0]["data"]["status"] == "successful"
         assert not tagged(journal), "a worker or command of the killed run is still running"
         assert not node_servers(journal)
-        if victim.endswith(":presync") and "with" in _stats(journal, victim):
+        if victim.endswith(":presync") and "with" in step_stats(journal, victim):
             assert events(journal, victim, "succeeded") == 1
 
 
@@ -350,9 +350,9 @@ def test_ctrl_c_stops_the_jobs_on_the_nodes(tmp_path: Path) -> None:
         journal = tmp_path / "journal.db"
         proc = start_run(lab, journal, "--parallel", "2")
         try:
-            running = _wait_for_state(journal, "presync")
-            assert _wait_for(lambda: tagged(journal, b"rsync")), "no rsync of a presync seen"
-            assert _wait_for(lambda: workers(journal, running)), "no worker seen on a node"
+            running = wait_for_state(journal, "presync")
+            assert wait_for(lambda: tagged(journal, b"rsync")), "no rsync of a presync seen"
+            assert wait_for(lambda: workers(journal, running)), "no worker seen on a node"
             # where each running job runs, while it runs
             status = json.loads(fjmig("status", str(NODES), "--journal", str(journal), "--format", "json").stdout)
             dept = status["departments"][running.split("/")[0]]
@@ -362,5 +362,5 @@ def test_ctrl_c_stops_the_jobs_on_the_nodes(tmp_path: Path) -> None:
             output, _ = proc.communicate(timeout=120)
         assert proc.returncode == 130, output
         assert "interrupted" in set(states(journal).values())
-        assert _wait_for(lambda: not tagged(journal), timeout=10), "Ctrl-C left a worker or a command running"
-        assert _wait_for(lambda: not node_servers(journal), timeout=10), "Ctrl-C left a node's playbook server"
+        assert wait_for(lambda: not tagged(journal), timeout=10), "Ctrl-C left a worker or a command running"
+        assert wait_for(lambda: not node_servers(journal), timeout=10), "Ctrl-C left a node's playbook server"

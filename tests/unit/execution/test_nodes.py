@@ -17,8 +17,8 @@ from orchestrator.execution.runner import JobResult
 from orchestrator.journal import Journal
 from orchestrator.plans.loader import load_plans
 from tests.support import MINI
+from tests.support.fake_runner import OK, FakeRunner, approve_all
 from tests.support.inventory import mini_inventory
-from tests.unit.execution.test_executor_state import OK, FakeRunner, approve_all
 
 NODE_VARS = {"ansible_host": "198.18.0.200", "ansible_ssh_private_key_file": "/k", "fjmig_control_known_hosts": "/kh",
              "fjmig_node_venv": "/venv", "fjmig_node_key": "/root/.ssh/node", "fjmig_node_known_hosts": "/root/kh"}
