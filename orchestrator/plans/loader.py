@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -232,7 +233,13 @@ def load_plans(root: str | Path) -> PlanSet:
     """Load every plan in `root`. Never raises for bad content; problems become findings."""
     display_root = str(root)
     root_path = Path(root)
-    if not root_path.is_dir():
+    try:
+        is_directory = stat.S_ISDIR(root_path.stat().st_mode)
+    except FileNotFoundError:
+        is_directory = False
+    except OSError as exc:
+        raise PlansDirectoryError(f"{display_root}: cannot reach the plans directory: {exc.strerror or exc}") from None
+    if not is_directory:
         raise PlansDirectoryError(f"{display_root}: no such plans directory")
     plans = PlanSet(root=root_path)
     seen_files = 0

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -381,10 +382,15 @@ def test_a_lab_whose_run_was_killed_is_removed_by_the_next_lab_of_its_name(tmp_p
 
 
 AS_NOBODY = """
-import os, sys
-import orchestrator.cli, orchestrator.cli.lab_cmds, orchestrator.lab, orchestrator.lab.state, orchestrator.plans.loader
-# Everything fjmig needs is imported: now become a user without root (the clone may be unreadable
-# to it, wherever it lives), and run the command.
+import codecs, importlib, os, pkgutil, sys
+import orchestrator
+# Import every module fjmig has, and what they import, while still root: the clone and even the
+# interpreter's own library (a pyenv build under /root) may be unreadable to the user below.
+for module in pkgutil.walk_packages(orchestrator.__path__, "orchestrator."):
+    if not module.name.endswith(".__main__"):  # that one runs the command on import
+        importlib.import_module(module.name)
+codecs.lookup("utf-8-sig")  # codecs load on first use: the plan loader decodes with this one
+# Now become a user without root and run the command.
 os.setgroups([])
 os.setresgid(65534, 65534, 65534)
 os.setresuid(65534, 65534, 65534)
@@ -392,7 +398,13 @@ sys.exit(orchestrator.cli.main(sys.argv[1:]))
 """
 
 
-def test_without_root_lab_up_says_so_and_builds_nothing(tmp_path: Path) -> None:
+def test_without_root_lab_up_says_so_and_builds_nothing() -> None:
+    # pytest's own temporary directories sit under a root-only parent: the user below needs one it can reach
+    with tempfile.TemporaryDirectory(prefix="fjmig-no-root-") as workdir:
+        _lab_up_as_nobody(Path(workdir))
+
+
+def _lab_up_as_nobody(tmp_path: Path) -> None:
     tmp_path.chmod(0o777)
     plans = tmp_path / "plans"
     shutil.copytree(PLANS, plans)

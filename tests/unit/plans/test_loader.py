@@ -174,6 +174,9 @@ def test_missing_directory_is_a_usage_error(tmp_path: Path) -> None:
         load_plans(tmp_path / "nope")
     with pytest.raises(PlansDirectoryError):
         load_plans(write_plans(tmp_path, department()) / "fj-test.yaml")  # a file, not a directory
+    # A path the user cannot reach (here: through a file) names the path and the reason, no traceback.
+    with pytest.raises(PlansDirectoryError, match=r"fj-test.yaml/plans: cannot reach the plans directory: Not a dir"):
+        load_plans(tmp_path / "fj-test.yaml" / "plans")
 
 
 def test_directory_without_plans(tmp_path: Path) -> None:
