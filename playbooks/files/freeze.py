@@ -13,8 +13,8 @@
 #   resolve STATE                                          decide every undecided attempt as
 #       aborted (starting the service here again), report every attempt (JSON) and remove STATE
 #
-# The commit is one shell command in cutover.yml (no Python start in the freeze window): mkdir
-# STATE/ATTEMPT/decision, then stop the watchdog. STATE (/run/fjmig/freeze/<service key>) is on
+# The commit is one shell command in cutover.yml (files/freeze_commit.sh: no Python start in the
+# freeze window): mkdir STATE/ATTEMPT/decision, then stop the watchdog. STATE (/run/fjmig/freeze/<service key>) is on
 # tmpfs and the watchdog is a plain process: neither outlives a reboot. The watchdog carries no
 # job token, so cancelling the job does not stop it; it exits once the attempt is decided.
 # Standard library only; run with `python3 -IS -c`.
@@ -53,7 +53,7 @@ def watchdog_pid(attempt_dir, attempt):
     text = read(os.path.join(attempt_dir, "watchdog.pid"))
     if not text:
         return None
-    pid = int(text)
+    pid = int(text.split()[0])
     cmdline = read(f"/proc/{pid}/cmdline", "")
     return pid if attempt in cmdline.split("\0") else None
 
@@ -82,10 +82,15 @@ def restore(attempt_dir, who):
 
 def report(attempt_dir, attempt):
     armed = json.loads(read(os.path.join(attempt_dir, "armed.json"), "{}"))
-    by = (read(os.path.join(attempt_dir, "decision", "by"), "") or "").split()
+    by_path = os.path.join(attempt_dir, "decision", "by")
+    by = (read(by_path, "") or "").split()
+    decided_at = float(by[1]) if len(by) > 1 else None
+    if by and decided_at is None:  # the commit writes no time (no `date` in the freeze window): when it wrote
+        with contextlib.suppress(OSError):
+            decided_at = os.stat(by_path).st_mtime
     restored = json.loads(read(os.path.join(attempt_dir, "restored.json"), "null") or "null")
     entry = {"attempt": attempt, "armed_at": armed.get("armed_at"), "deadline": armed.get("deadline"),
-             "decision": by[0] if by else None, "decided_at": float(by[-1]) if len(by) > 1 else None}
+             "decision": by[0] if by else None, "decided_at": decided_at}
     if restored:
         entry.update(restored_at=restored["at"], restored_by=restored["by"], restore_rc=restored["rc"])
     return entry
@@ -131,8 +136,11 @@ def arm(began, state, attempt, seconds, not_after, start):
             null = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
+            # its pid and start time (field 22 of /proc/PID/stat), which the commit matches with
+            # shell builtins: a recycled pid is never signalled
+            started = read("/proc/self/stat", "").rsplit(")", 1)[1].split()[19]
             with open(os.path.join(attempt_dir, "watchdog.pid"), "w", encoding="ascii") as handle:
-                handle.write(str(os.getpid()))
+                handle.write(f"{os.getpid()} {started}\n")
             os.write(ready_write, b"x")
             os.close(ready_write)
             watch(attempt_dir, deadline)

@@ -27,7 +27,7 @@ def arm(state: Path, attempt: str, seconds: float, marker: Path, not_after: floa
 
 
 def commit(state: Path, attempt: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["sh", "-c", COMMIT, "fjmig-commit", str(state / attempt), attempt], capture_output=True,
+    return subprocess.run(["sh", "-c", COMMIT, "fjmig-commit", str(state / attempt)], capture_output=True,
                           text=True, timeout=30)
 
 
@@ -53,13 +53,13 @@ def watchdog_runs(attempt: str) -> bool:
 
 def test_a_commit_first_stops_the_watchdog_and_nothing_restarts(tmp_path: Path) -> None:
     marker, state = tmp_path / "started", tmp_path / "freeze"
-    armed = arm(state, "a1commitfirst", 30, marker)
-    assert armed["deadline"] - armed["armed_at"] == 30 and armed["took_s"] >= 0
+    armed = arm(state, "a1commitfirst", 600, marker)  # longer than any wait below
+    assert armed["deadline"] - armed["armed_at"] == 600 and armed["took_s"] >= 0
     assert watchdog_runs("a1commitfirst")
     done = commit(state, "a1commitfirst")
     assert done.returncode == 0 and done.stdout.strip() == "committed"
     assert wait_for(lambda: not watchdog_runs("a1commitfirst")), "the watchdog outlived the commit"
-    assert (state / "a1commitfirst" / "decision" / "by").read_text().startswith("committed ")
+    assert (state / "a1commitfirst" / "decision" / "by").read_text() == "committed\n"
     assert not marker.exists()
     assert commit(state, "a1commitfirst").returncode == 3  # the decision is taken once
 
@@ -99,6 +99,7 @@ def test_resolve_reports_a_commit_and_starts_nothing(tmp_path: Path) -> None:
     assert commit(state, "a5committed").returncode == 0
     (attempt,) = resolve(state)
     assert attempt["decision"] == "committed" and "restored_at" not in attempt
+    assert attempt["armed_at"] <= attempt["decided_at"] <= time.time()  # (the commit's file's time)
     assert not marker.exists() and not state.exists()
 
 
