@@ -8,8 +8,10 @@ stack, several allowed); the lab writes the same two files. The inventory is rea
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,9 +67,13 @@ class Inventory:
 
 
 def _ansible_inventory_binary() -> str:
-    found = shutil.which("ansible-inventory")
+    """The ansible-inventory of fjmig's own environment first (`.venv/bin/fjmig` runs without the
+    virtualenv on PATH, as `make demo` does), then PATH's."""
+    beside = Path(sys.executable).parent / "ansible-inventory"
+    found = str(beside) if os.access(beside, os.X_OK) else shutil.which("ansible-inventory")
     if not found:
-        raise InventoryError("ansible-inventory not found on PATH: install ansible-core (pip install -e .)")
+        raise InventoryError("ansible-inventory not found beside fjmig's Python or on PATH: "
+                             "install ansible-core (pip install -e .)")
     return found
 
 
@@ -75,9 +81,10 @@ def load_inventory(inventory: Path, outputs: list[Path]) -> Inventory:
     """Read the inventory with ansible-inventory and merge the outputs files (later wins)."""
     if not inventory.exists():
         raise InventoryError(f"{inventory}: no such inventory")
-    proc = subprocess.run(
+    proc = subprocess.run(  # (an inventory no plugin can parse is an error, not an empty inventory)
         [_ansible_inventory_binary(), "-i", str(inventory), "--list"],
         capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True"},
     )
     if proc.returncode != 0:
         raise InventoryError(f"{inventory}: ansible-inventory failed: {proc.stderr.strip()[-500:]}")
