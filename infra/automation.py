@@ -181,24 +181,21 @@ def _changes(summary: Mapping[str, int] | None) -> dict[str, int]:
 def preview(stack: str, project_dir: Path = PROJECT_ROOT, options: Options = Options(),
             on_step: Callable[[Step], None] | None = None) -> Result:
     """`pulumi preview` of the stack, after `check_stack`."""
-    from pulumi import automation as auto
-
-    check_stack(stack, project_dir)
-    handle = open_stack(stack, project_dir)
-    events = _Events(on_step)
-    start = time.monotonic()
-    try:
-        result = handle.preview(on_event=events, exclude=list(options.exclude) or None,
-                                exclude_dependents=options.exclude_dependents or None,
-                                policy_packs=list(options.policy_packs) or None, color="never")
-    except auto.CommandError as exc:
-        raise InfraError(_failure("preview", stack, events.errors, exc)) from None
-    return Result(stack, "preview", _changes(result.change_summary), time.monotonic() - start)
+    result, seconds = _operate("preview", stack, project_dir, options, on_step)
+    return Result(stack, "preview", _changes(result.change_summary), seconds)
 
 
 def up(stack: str, project_dir: Path = PROJECT_ROOT, options: Options = Options(),
        on_step: Callable[[Step], None] | None = None) -> Result:
     """`pulumi up` of the stack, after `check_stack`; the result carries the stack outputs."""
+    result, seconds = _operate("up", stack, project_dir, options, on_step)
+    outputs = {key: value.value for key, value in result.outputs.items()}
+    return Result(stack, "up", _changes(result.summary.resource_changes), seconds, outputs)
+
+
+def _operate(operation: str, stack: str, project_dir: Path, options: Options,
+             on_step: Callable[[Step], None] | None) -> tuple[Any, float]:
+    """Run the stack's `preview` or `up` with the options; its Automation API result and seconds."""
     from pulumi import automation as auto
 
     check_stack(stack, project_dir)
@@ -206,13 +203,12 @@ def up(stack: str, project_dir: Path = PROJECT_ROOT, options: Options = Options(
     events = _Events(on_step)
     start = time.monotonic()
     try:
-        result = handle.up(on_event=events, exclude=list(options.exclude) or None,
-                           exclude_dependents=options.exclude_dependents or None,
-                           policy_packs=list(options.policy_packs) or None, color="never")
+        result = getattr(handle, operation)(on_event=events, exclude=list(options.exclude) or None,
+                                            exclude_dependents=options.exclude_dependents or None,
+                                            policy_packs=list(options.policy_packs) or None, color="never")
     except auto.CommandError as exc:
-        raise InfraError(_failure("up", stack, events.errors, exc)) from None
-    outputs = {key: value.value for key, value in result.outputs.items()}
-    return Result(stack, "up", _changes(result.summary.resource_changes), time.monotonic() - start, outputs)
+        raise InfraError(_failure(operation, stack, events.errors, exc)) from None
+    return result, time.monotonic() - start
 
 
 def _failure(operation: str, stack: str, errors: Sequence[str], exc: Exception) -> str:

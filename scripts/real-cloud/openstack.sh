@@ -78,6 +78,20 @@ stop_pid() {  # by PID only: the uwsgi master / the services' parents take their
   rm -f "$f"
 }
 
+authtoken() {  # the [keystone_authtoken] section of service $1's configuration (its Keystone user)
+  cat <<EOF
+[keystone_authtoken]
+www_authenticate_uri = http://$KEYSTONE
+auth_url = http://$KEYSTONE
+auth_type = password
+username = $1
+password = $SERVICE_PW
+project_name = service
+user_domain_name = Default
+project_domain_name = Default
+EOF
+}
+
 write_config() {
   mkdir -p "$R/etc" "$R/log" "$R/data/neutron/lock" "$R/data/nova"
   cat >"$R/etc/keystone.conf" <<EOF
@@ -114,15 +128,7 @@ state_path = $R/data/neutron
 log_file = $R/log/neutron-server.log
 [database]
 connection = sqlite:///$R/data/neutron.db
-[keystone_authtoken]
-www_authenticate_uri = http://$KEYSTONE
-auth_url = http://$KEYSTONE
-auth_type = password
-username = neutron
-password = $SERVICE_PW
-project_name = service
-user_domain_name = Default
-project_domain_name = Default
+$(authtoken neutron)
 region_name = RegionOne
 [oslo_concurrency]
 lock_path = $R/data/neutron/lock
@@ -157,15 +163,7 @@ auth_strategy = keystone
 connection = sqlite:///$R/data/nova/nova_api.db
 [database]
 connection = sqlite:///$R/data/nova/nova.db
-[keystone_authtoken]
-www_authenticate_uri = http://$KEYSTONE
-auth_url = http://$KEYSTONE
-auth_type = password
-username = nova
-password = $SERVICE_PW
-project_name = service
-user_domain_name = Default
-project_domain_name = Default
+$(authtoken nova)
 [oslo_concurrency]
 lock_path = $R/data/nova
 [oslo_messaging_notifications]
