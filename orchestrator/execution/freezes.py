@@ -9,10 +9,6 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-COMMIT_TASK = "Commit the switch on the source (the watchdog will not start the service there again)"
-"""cutover.yml's commit task: when it fails, the watchdog decided first (it exits 3, printing the
-decision and the attempt's record)."""
-
 
 def _when(epoch: float | None) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds") if epoch else "an unknown time"

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import ansible_internals as internals
-from .freezes import COMMIT_TASK, lost_commit
+from .freezes import lost_commit
 from .jobs import Job
 from .playbook_server import SERVER_FLAG, PlaybookServer, kill_tree
 
@@ -320,11 +320,12 @@ class _Watch:
                 self.unreachable.append(host)
                 self.failures.append(f"host {host} unreachable: {str(msg).strip()[:400]}")
             else:
-                if data.get("task") == COMMIT_TASK:  # the source's watchdog decided first
-                    lost = lost_commit(str(res.get("stdout") or ""))
+                commit = res.get("commit")
+                if isinstance(commit, dict):  # cutover.yml's freeze: did the source's watchdog decide first?
+                    lost = lost_commit(str(commit.get("stdout") or ""))
                     if lost is not None:
                         self.reported["fjmig_freeze_lost"] = lost
-                stderr = _error_output(res)
+                stderr = _error_output(commit if isinstance(commit, dict) else res)
                 detail = f"{msg}" + (f": {stderr[-300:]}" if stderr and stderr not in str(msg) else "")
                 self.failures.append(f"{data.get('task', 'task')} on {host}: {detail.strip()[:600]}")
         return True

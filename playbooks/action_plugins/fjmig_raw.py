@@ -1,0 +1,76 @@
+"""fjmig_raw: ansible.builtin.raw's command (through the connection, no Python started on the
+host), then optionally a commit: a second command on the same host, in the same task, run only
+when the first succeeded and the playbook that runs this task is still running.
+
+Why: the cutover's switch is committed on the source (files/freeze_commit.sh) after the freeze's
+final sync and before anything starts on the target. Taken by the source itself at the end of the
+sync, it would be taken even when the control node has gone (killed, or cut off) and will never
+switch. As a task of its own, it would add a task's cost to the freeze window (a worker process,
+the result's events, the next task's start: Ansible's own work, on top of the command). Here it
+runs in the worker that ran the sync, which first checks that its playbook still runs: a killed
+ansible-playbook leaves its workers running (they call setsid()), and such an orphan must not
+commit a switch that nobody will make. The sync's result reaches the playbook only once the commit
+was tried: the freeze window holds one more command, not one more task.
+
+Arguments:
+  cmd: the command (as ansible.builtin.raw's free form; the caller quotes every value in it).
+  commit: the commit's command (optional). Never run in check mode (the task is skipped there,
+    as raw is, unless it sets check_mode: false; the commit is not run even then).
+Returns raw's keys (rc, stdout, stdout_lines, stderr, stderr_lines) for cmd and, when the commit
+was tried, `commit` with the same keys for it. Fails (as raw) when cmd's rc is not 0, and when the
+commit's rc is not 0 or it could not be tried (`commit.rc` is then null).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from typing import Any
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+
+def playbook_still_runs() -> bool:
+    """Whether the ansible-playbook process that forked this worker is alive (multiprocessing's
+    sentinel: no pid to be recycled)."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        return parent.is_alive()
+    return os.getppid() != 1
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset(("cmd", "commit"))
+    _supports_check_mode = True
+
+    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+        result = super().run(tmp, task_vars or {})
+        if self._task.check_mode:  # as raw: a command cannot be run as a dry run
+            result["skipped"] = True
+            return result
+        cmd, commit = self._task.args.get("cmd"), self._task.args.get("commit")
+        if not isinstance(cmd, str) or not cmd.strip():
+            raise AnsibleActionFail("fjmig_raw: cmd must be a command")
+        if commit is not None and not isinstance(commit, str):
+            raise AnsibleActionFail("fjmig_raw: commit must be a command")
+        result.update(self._low_level_execute_command(cmd))
+        result["changed"] = True
+        if result.get("rc") != 0:
+            result.update(failed=True, msg="non-zero return code")
+            return result
+        if commit:
+            if not playbook_still_runs():
+                result.update(commit={"rc": None, "stdout": "", "stdout_lines": [], "stderr": "",
+                                      "stderr_lines": []},
+                              failed=True, msg="not committed: the playbook stopped during the command")
+                return result
+            # sudoable=False: no terminal on the host for this one (a terminal is ~2 ms more).
+            done = self._low_level_execute_command(commit, sudoable=False)
+            result["commit"] = {key: done.get(key) for key in ("rc", "stdout", "stdout_lines", "stderr",
+                                                               "stderr_lines")}
+            if done.get("rc") != 0:
+                said = (str(done.get("stdout") or "").strip() or str(done.get("stderr") or "").strip())[:300]
+                result.update(failed=True, msg=f"the commit failed (rc {done.get('rc')})" + (f": {said}" * bool(said)))
+        return result
