@@ -55,7 +55,8 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("fjmig_raw: cmd must be a command")
         if commit is not None and not isinstance(commit, str):
             raise AnsibleActionFail("fjmig_raw: commit must be a command")
-        result.update(self._low_level_execute_command(cmd))
+        # executable=False, as raw: the login shell runs the command, with no `sh -c` around it
+        result.update(self._low_level_execute_command(cmd, executable=False))
         result["changed"] = True
         if result.get("rc") != 0:
             result.update(failed=True, msg="non-zero return code")
@@ -67,7 +68,7 @@ class ActionModule(ActionBase):
                               failed=True, msg="not committed: the playbook stopped during the command")
                 return result
             # sudoable=False: no terminal on the host for this one (a terminal is ~2 ms more).
-            done = self._low_level_execute_command(commit, sudoable=False)
+            done = self._low_level_execute_command(commit, sudoable=False, executable=False)
             result["commit"] = {key: done.get(key) for key in ("rc", "stdout", "stdout_lines", "stderr",
                                                                "stderr_lines")}
             if done.get("rc") != 0:
