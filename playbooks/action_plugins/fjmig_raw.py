@@ -16,8 +16,10 @@ Arguments:
   cmd: the command (as ansible.builtin.raw's free form; the caller quotes every value in it).
   commit: the commit's command (optional). Never run in check mode (the task is skipped there,
     as raw is, unless it sets check_mode: false; the commit is not run even then).
-Returns raw's keys (rc, stdout, stdout_lines, stderr, stderr_lines) for cmd and, when the commit
-was tried, `commit` with the same keys for it. Fails (as raw) when cmd's rc is not 0, and when the
+Returns raw's keys (rc, stdout, stdout_lines, stderr, stderr_lines) for cmd, started_at and
+ended_at (when cmd was sent and its result came back: epochs on the control node's clock, so that
+a playbook can time what happened on the host against its own clock) and, when the commit was
+tried, `commit` with the same keys for it. Fails (as raw) when cmd's rc is not 0, and when the
 commit's rc is not 0 or it could not be tried (`commit.rc` is then null).
 """
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from typing import Any
 
 from ansible.errors import AnsibleActionFail
@@ -55,8 +58,10 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("fjmig_raw: cmd must be a command")
         if commit is not None and not isinstance(commit, str):
             raise AnsibleActionFail("fjmig_raw: commit must be a command")
+        started_at = time.time()
         # executable=False, as raw: the login shell runs the command, with no `sh -c` around it
         result.update(self._low_level_execute_command(cmd, executable=False))
+        result.update(started_at=started_at, ended_at=time.time())
         result["changed"] = True
         if result.get("rc") != 0:
             result.update(failed=True, msg="non-zero return code")

@@ -15,9 +15,10 @@
 #
 # The commit is one shell command run right after the final sync, in the freeze's own task
 # (files/freeze_commit.sh through action_plugins/fjmig_raw.py: no Python start, no task of its own
-# in the freeze window): mkdir STATE/ATTEMPT/decision, then stop the watchdog. STATE (/run/fjmig/freeze/<service key>) is on
-# tmpfs and the watchdog is a plain process: neither outlives a reboot. The watchdog carries no
-# job token, so cancelling the job does not stop it; it exits once the attempt is decided.
+# in the freeze window): mkdir STATE/ATTEMPT/decision, then stop the watchdog.
+# STATE (/run/fjmig/freeze/<service key>) is on tmpfs and the watchdog is a plain process: neither
+# outlives a reboot. The watchdog carries no job token, so cancelling the job does not stop it; it
+# exits once the attempt is decided.
 # Standard library only; run with `python3 -IS -c`.
 import contextlib
 import json

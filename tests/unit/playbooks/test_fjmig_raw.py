@@ -74,6 +74,12 @@ def test_without_a_commit_it_is_raw(tmp_path: Path) -> None:
     assert result["rc"] == 0 and result["stdout_lines"] == ["a", "b"] and "commit" not in result
 
 
+def test_it_says_when_the_command_was_sent_and_came_back(tmp_path: Path) -> None:
+    _, result = play(tmp_path, "date +%s.%N", None)
+    ran_at = float(result["stdout_lines"][0])
+    assert result["started_at"] <= ran_at <= result["ended_at"]
+
+
 def _worker(release: int, report: int) -> None:
     """An ansible worker's place: a fork of the playbook process, reporting once released."""
     sys.path.insert(0, str(PLAYBOOKS / "action_plugins"))
