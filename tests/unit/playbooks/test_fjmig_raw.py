@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +16,14 @@ from pathlib import Path
 import yaml
 
 from tests.support import ROOT
+from tests.support.waiting import wait_for
 
 PLAYBOOKS = ROOT / "playbooks"
 
 
-def play(tmp_path: Path, cmd: str, commit: str | None) -> tuple[int, dict]:
-    """Run one fjmig_raw task on localhost (a playbook in a copy of playbooks/, so that its
-    adjacent action_plugins are found); its registered result."""
+def project_with(tmp_path: Path, cmd: str, commit: str | None) -> tuple[Path, Path]:
+    """A playbook of one fjmig_raw task on localhost in a project with the plugin beside it (as in
+    playbooks/); the project and where the playbook writes the task's registered result."""
     project = tmp_path / "project"
     (project / "action_plugins").mkdir(parents=True)
     (project / "action_plugins" / "fjmig_raw.py").write_text(
@@ -35,12 +37,19 @@ def play(tmp_path: Path, cmd: str, commit: str | None) -> tuple[int, dict]:
             {"name": "Keep its result", "ansible.builtin.copy": {"content": "{{ done | to_json }}", "dest": str(out),
                                                                    "mode": "0600"}},
         ]}]), encoding="utf-8")
-    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCALHOST_WARNING": "False",
-           "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False", "PYTHONWARNINGS": "ignore"}
-    playbook = Path(sys.executable).parent / "ansible-playbook"
-    done = subprocess.run([str(playbook), "-i", "localhost,", "-c", "local", "-e",
-                           f"ansible_python_interpreter={sys.executable}", "play.yml"],
-                          cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False)
+    return project, out
+
+
+ENV = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCALHOST_WARNING": "False",
+       "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False", "PYTHONWARNINGS": "ignore"}
+ARGV = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local", "-e",
+        f"ansible_python_interpreter={sys.executable}", "play.yml"]
+
+
+def play(tmp_path: Path, cmd: str, commit: str | None) -> tuple[int, dict]:
+    """Run one fjmig_raw task on localhost; its registered result."""
+    project, out = project_with(tmp_path, cmd, commit)
+    done = subprocess.run(ARGV, cwd=project, env=ENV, capture_output=True, text=True, timeout=120, check=False)
     assert out.exists(), done.stdout + done.stderr
     return done.returncode, json.loads(out.read_text(encoding="utf-8"))
 
@@ -116,3 +125,30 @@ def worker_sees_its_playbook(orphan: bool) -> bool:
 def test_a_worker_whose_playbook_died_knows_it() -> None:
     assert worker_sees_its_playbook(orphan=False)
     assert not worker_sees_its_playbook(orphan=True)
+
+
+def test_a_killed_ansible_playbook_never_commits(tmp_path: Path) -> None:
+    """ansible-playbook SIGKILLed while the command runs: its worker (which called setsid, so it
+    lives on) finishes the command and does not commit."""
+    started, release, done, committed = (tmp_path / name for name in ("started", "release", "done", "committed"))
+    q = {name: shlex.quote(str(path)) for name, path in
+         (("started", started), ("release", release), ("done", done), ("committed", committed))}
+    # $PPID: the worker (the local connection runs the command in a shell it starts)
+    cmd = (f"echo $PPID > {q['started']}; while [ ! -e {q['release']} ]; do sleep 0.01; done; "
+           f"echo synced > {q['done']}")
+    project, _ = project_with(tmp_path, cmd, f"echo committed > {q['committed']}")
+    playbook = subprocess.Popen(ARGV, cwd=project, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: started.exists() and started.read_text().strip(), 60), "the command never started"
+        worker = int(started.read_text())
+        assert worker != playbook.pid
+        playbook.send_signal(signal.SIGKILL)
+        playbook.wait()
+        release.touch()
+        assert wait_for(done.exists, 30), "the command did not finish after its playbook died"
+        assert wait_for(lambda: not Path(f"/proc/{worker}").exists()
+                        or "Z" in Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[:1], 30)
+        assert not committed.exists(), "an orphaned worker committed"
+    finally:
+        if playbook.poll() is None:
+            playbook.kill()
