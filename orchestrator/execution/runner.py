@@ -320,12 +320,12 @@ class _Watch:
                 self.unreachable.append(host)
                 self.failures.append(f"host {host} unreachable: {str(msg).strip()[:400]}")
             else:
-                commit = res.get("commit")
-                if isinstance(commit, dict):  # cutover.yml's freeze: did the source's watchdog decide first?
-                    lost = lost_commit(str(commit.get("stdout") or ""))
-                    if lost is not None:
-                        self.reported["fjmig_freeze_lost"] = lost
-                stderr = _error_output(commit if isinstance(commit, dict) else res)
+                # cutover.yml's freeze (action_plugins/fjmig_raw.py): did the source's watchdog decide first?
+                commit = res["commit"] if isinstance(res.get("commit"), dict) else None
+                lost = lost_commit(str(commit.get("stdout") or "")) if commit else None
+                if lost is not None:
+                    self.reported["fjmig_freeze_lost"] = lost
+                stderr = _error_output(commit or res)
                 detail = f"{msg}" + (f": {stderr[-300:]}" if stderr and stderr not in str(msg) else "")
                 self.failures.append(f"{data.get('task', 'task')} on {host}: {detail.strip()[:600]}")
         return True

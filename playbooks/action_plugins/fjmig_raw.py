@@ -14,8 +14,9 @@ was tried: the freeze window holds one more command, not one more task.
 
 Arguments:
   cmd: the command (as ansible.builtin.raw's free form; the caller quotes every value in it).
-  commit: the commit's command (optional). Never run in check mode (the task is skipped there,
-    as raw is, unless it sets check_mode: false; the commit is not run even then).
+  commit: the commit's command (optional). Never run in check mode: the task is skipped there,
+    as raw is, and when it sets check_mode: false (to run cmd as its own dry run) the commit is
+    still not run.
 Returns raw's keys (rc, stdout, stdout_lines, stderr, stderr_lines) for cmd, started_at and
 ended_at (when cmd was sent and its result came back: epochs on the control node's clock, so that
 a playbook can time what happened on the host against its own clock) and, when the commit was
@@ -32,6 +33,9 @@ from typing import Any
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
+
+NOT_RUN: dict[str, Any] = {"rc": None, "stdout": "", "stdout_lines": [], "stderr": "", "stderr_lines": []}
+"""`commit` when the commit could not be tried; its keys are what raw returns of a command."""
 
 
 def playbook_still_runs() -> bool:
@@ -66,17 +70,17 @@ class ActionModule(ActionBase):
         if result.get("rc") != 0:
             result.update(failed=True, msg="non-zero return code")
             return result
-        if commit:
-            if not playbook_still_runs():
-                result.update(commit={"rc": None, "stdout": "", "stdout_lines": [], "stderr": "",
-                                      "stderr_lines": []},
-                              failed=True, msg="not committed: the playbook stopped during the command")
-                return result
-            # sudoable=False: no terminal on the host for this one (a terminal is ~2 ms more).
-            done = self._low_level_execute_command(commit, sudoable=False, executable=False)
-            result["commit"] = {key: done.get(key) for key in ("rc", "stdout", "stdout_lines", "stderr",
-                                                               "stderr_lines")}
-            if done.get("rc") != 0:
-                said = (str(done.get("stdout") or "").strip() or str(done.get("stderr") or "").strip())[:300]
-                result.update(failed=True, msg=f"the commit failed (rc {done.get('rc')})" + (f": {said}" * bool(said)))
+        if not commit or (task_vars or {}).get("ansible_check_mode"):
+            return result
+        if not playbook_still_runs():
+            result.update(commit=dict(NOT_RUN), failed=True,
+                          msg="not committed: the playbook stopped during the command")
+            return result
+        # sudoable=False: no terminal on the host for this one (a terminal is ~2 ms more).
+        done = self._low_level_execute_command(commit, sudoable=False, executable=False)
+        result["commit"] = {key: done.get(key) for key in NOT_RUN}
+        if done.get("rc") != 0:
+            said = (str(done.get("stdout") or "").strip() or str(done.get("stderr") or "").strip())[:300]
+            message = f"the commit failed (rc {done.get('rc')})"
+            result.update(failed=True, msg=f"{message}: {said}" if said else message)
         return result

@@ -33,9 +33,10 @@ def project_with(tmp_path: Path, cmd: str, commit: str | None) -> tuple[Path, Pa
     (project / "play.yml").write_text(yaml.safe_dump([{
         "name": "One fjmig_raw task", "hosts": "localhost", "gather_facts": False,
         "tasks": [
-            {"name": "Run it", "fjmig_raw": args, "register": "done", "ignore_errors": True},
+            # check_mode: false, as tasks/rsync.yml: in check mode the command runs as its own dry run
+            {"name": "Run it", "fjmig_raw": args, "register": "done", "ignore_errors": True, "check_mode": False},
             {"name": "Keep its result", "ansible.builtin.copy": {"content": "{{ done | to_json }}", "dest": str(out),
-                                                                   "mode": "0600"}},
+                                                                   "mode": "0600"}, "check_mode": False},
         ]}]), encoding="utf-8")
     return project, out
 
@@ -46,10 +47,11 @@ ARGV = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,
         f"ansible_python_interpreter={sys.executable}", "play.yml"]
 
 
-def play(tmp_path: Path, cmd: str, commit: str | None) -> tuple[int, dict]:
-    """Run one fjmig_raw task on localhost; its registered result."""
+def play(tmp_path: Path, cmd: str, commit: str | None, *options: str) -> tuple[int, dict]:
+    """Run one fjmig_raw task on localhost (ansible-playbook OPTIONS); its registered result."""
     project, out = project_with(tmp_path, cmd, commit)
-    done = subprocess.run(ARGV, cwd=project, env=ENV, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run([*ARGV, *options], cwd=project, env=ENV, capture_output=True, text=True, timeout=120,
+                          check=False)
     assert out.exists(), done.stdout + done.stderr
     return done.returncode, json.loads(out.read_text(encoding="utf-8"))
 
@@ -62,6 +64,13 @@ def test_the_commit_runs_after_the_command_in_the_same_task(tmp_path: Path) -> N
     assert result["commit"]["rc"] == 0 and result["commit"]["stdout_lines"] == ["synced"]
     assert not result.get("failed")
     assert log.read_text().splitlines() == ["synced", "committed"]
+
+
+def test_check_mode_runs_the_command_and_never_the_commit(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    _, result = play(tmp_path, "echo would-copy", f"echo committed > {shlex.quote(str(log))}", "--check")
+    assert result["rc"] == 0 and result["stdout_lines"] == ["would-copy"] and "commit" not in result
+    assert not log.exists()
 
 
 def test_no_commit_after_a_failed_command(tmp_path: Path) -> None:
